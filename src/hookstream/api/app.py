@@ -1,0 +1,67 @@
+"""The control API application: `create_app(settings)`.
+
+Routes live in one module per resource; auth and problem+json rendering are
+middlewares, so every route gets both. The registry and publisher are started
+in `cleanup_ctx` unless the caller passes running ones (tests, `hookstream dev`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from hookstream.api import endpoints, events
+from hookstream.api.auth import auth_middleware
+from hookstream.api.problems import json_response, problem_middleware
+from hookstream.api.state import PUBLISHER, REGISTRY, SETTINGS
+from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.errors import ConfigError
+from hookstream.producers import EventPublisher
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: EndpointRegistry | None = None,
+    publisher: EventPublisher | None = None,
+) -> web.Application:
+    """Build the API app. Raises ConfigError when no admin key is set."""
+    if not settings.admin_key:
+        raise ConfigError(["HOOKSTREAM_ADMIN_KEY is required to run the API"])
+    app = web.Application(
+        middlewares=[problem_middleware, auth_middleware(settings.admin_key)],
+        client_max_size=settings.api_max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app.add_routes(endpoints.routes)
+    app.add_routes(events.routes)
+    app.router.add_get("/healthz", _healthz)
+    app.cleanup_ctx.append(_clients(settings, registry, publisher))
+    return app
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+def _clients(
+    settings: Settings, registry: EndpointRegistry | None, publisher: EventPublisher | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        own_registry = registry is None
+        own_publisher = publisher is None
+        app[REGISTRY] = registry or EndpointRegistry(settings, writable=True)
+        app[PUBLISHER] = publisher or EventPublisher(settings)
+        if own_registry:
+            await app[REGISTRY].start()
+        if own_publisher:
+            await app[PUBLISHER].start()
+        yield
+        if own_publisher:
+            await app[PUBLISHER].stop()
+        if own_registry:
+            await app[REGISTRY].stop()
+
+    return ctx

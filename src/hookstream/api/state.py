@@ -1,0 +1,13 @@
+"""Typed application state shared by the route modules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.producers import EventPublisher
+
+SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", EndpointRegistry)
+PUBLISHER = web.AppKey("publisher", EventPublisher)

@@ -1,0 +1,182 @@
+"""The `hookstream` command: dev | worker | api | sink | topics.
+
+Every command builds one Settings object (HOOKSTREAM_* environment, then flags)
+and fails at start with one line per bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from hookstream import __version__, logs
+from hookstream.config import Settings
+from hookstream.errors import ConfigError, HookstreamError
+
+log = logging.getLogger("hookstream")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `hookstream` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(os.environ, **_overrides(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"hookstream: error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.configure(settings.log_level)
+    command: Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]] = args.run
+    try:
+        code = _run(command(settings, args))
+    except HookstreamError as exc:
+        print(f"hookstream: error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hookstream", description="Event-streaming webhook delivery engine."
+    )
+    parser.add_argument("--version", action="version", version=f"hookstream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def servers(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bootstrap", help="Kafka bootstrap servers (HOOKSTREAM_BOOTSTRAP)")
+        p.add_argument("--redis", dest="redis_url", help="Redis URL (HOOKSTREAM_REDIS_URL)")
+
+    dev = sub.add_parser("dev", help="run everything on an embedded broker and Valkey")
+    dev.add_argument("--port", dest="api_port", type=int, help="API port (default 8080)")
+    dev.set_defaults(run=_dev)
+
+    worker = sub.add_parser("worker", help="run the router and dispatcher")
+    servers(worker)
+    worker.set_defaults(run=_worker)
+
+    api = sub.add_parser("api", help="run the control API")
+    servers(api)
+    api.add_argument("--host", dest="api_host", help="bind address (default 127.0.0.1)")
+    api.add_argument("--port", dest="api_port", type=int, help="port (default 8080)")
+    api.set_defaults(run=_api)
+
+    sink = sub.add_parser("sink", help="receive, verify and print webhooks")
+    sink.add_argument("--host", dest="sink_host", default="127.0.0.1")
+    sink.add_argument("--port", dest="sink_port", type=int, default=9000)
+    verify = sink.add_mutually_exclusive_group(required=True)
+    verify.add_argument("--secret", action="append", help="endpoint secret (whsec_...)")
+    verify.add_argument("--no-verify", action="store_true", help="accept unsigned deliveries")
+    sink.add_argument("--quiet", action="store_true", help="print counts, not each delivery")
+    sink.set_defaults(run=_sink)
+
+    topics = sub.add_parser("topics", help="create the topics that do not exist yet")
+    servers(topics)
+    topics.set_defaults(run=_topics)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("bootstrap", "redis_url", "api_host", "api_port")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _worker(settings: Settings, _: argparse.Namespace) -> int:
+    from hookstream.consumers.worker import Worker
+
+    worker = Worker(settings)
+    await worker.start()
+    stopped = asyncio.create_task(_until_signalled())
+    failed = asyncio.create_task(worker.run_until_failure())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    await worker.stop()
+    return 1 if failed.done() else 0
+
+
+async def _api(settings: Settings, _: argparse.Namespace) -> int:
+    from hookstream.api import create_app
+
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+    log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
+    try:
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _sink(_: Settings, args: argparse.Namespace) -> int:
+    from hookstream.sink import SinkRecorder, create_sink_app, line_printer
+
+    try:
+        from hookstream.engine.signing import secret_key
+
+        for secret in args.secret or ():
+            secret_key(secret)
+    except ValueError as exc:
+        raise HookstreamError(f"--secret: {exc}") from None
+    recorder = SinkRecorder(keep=False)
+    app = create_sink_app(args.secret, recorder, printer=None if args.quiet else line_printer())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, args.sink_host, args.sink_port).start()
+    mode = "verifying signatures" if args.secret else "NOT verifying signatures"
+    print(f"hookstream sink on http://{args.sink_host}:{args.sink_port}/ ({mode})", flush=True)
+    try:
+        if args.quiet:
+            await _print_counts(recorder)
+        else:
+            await _until_signalled()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _print_counts(recorder: Any) -> None:
+    waiter = asyncio.create_task(_until_signalled())
+    while not waiter.done():
+        await asyncio.wait({waiter}, timeout=1.0)
+        print(f"accepted={recorder.accepted} rejected={recorder.rejected}", flush=True)
+
+
+async def _topics(settings: Settings, _: argparse.Namespace) -> int:
+    from hookstream.topics import ensure_topics
+
+    created = await ensure_topics(settings)
+    print("created: " + (", ".join(created) if created else "nothing (all exist)"))
+    return 0
+
+
+async def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from hookstream.dev import run_dev
+
+    await run_dev(settings, stop=_until_signalled)
+    return 0

@@ -1,0 +1,204 @@
+"""Every hookstream setting: typed, defaulted, commented, validated at start.
+
+Each field reads from the environment variable ``HOOKSTREAM_<FIELD_NAME>``
+(upper case), so ``in_flight`` is ``HOOKSTREAM_IN_FLIGHT``. Defaults are safe in
+production; only dev mode loosens safety (loopback destinations, plain http).
+A bad value fails at start with one line per problem, never at first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hookstream.errors import ConfigError
+
+ENV_PREFIX = "HOOKSTREAM_"
+_TOPIC_PREFIX_RE = re.compile(r"^[a-zA-Z0-9._-]{0,100}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The one settings object every hookstream process is built from."""
+
+    # --- Where the servers are -------------------------------------------
+    # Kafka bootstrap servers, comma separated host:port.
+    bootstrap: str = "127.0.0.1:9092"
+    # Redis holds soft state only (caches, indexes, rate-limit buckets).
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # --- Topics ----------------------------------------------------------
+    # Prepended to every topic and consumer-group name, so several deployments
+    # (or test runs) can share one cluster.
+    topic_prefix: str = "hookstream."
+    # Partitions of events, deliveries and every retry tier. Caps how many worker
+    # processes share the delivery work: keep partitions >= processes.
+    partitions: int = 12
+    # 3 keeps a webhook through the loss of a broker; the embedded broker needs 1.
+    replication_factor: int = 3
+
+    # --- Kafka clients ---------------------------------------------------
+    # Idempotent producers stop retries from writing a record twice. The embedded
+    # broker rejects them, so `hookstream dev` and the tests turn this off.
+    producer_idempotence: bool = True
+    # How long a producer waits to fill a batch. Small: latency matters more.
+    producer_linger_ms: int = 5
+    # A consumer that misses heartbeats this long is dropped from its group and
+    # its partitions move. Shorter moves work sooner after a crash.
+    session_timeout_ms: int = 30_000
+
+    # --- Router ------------------------------------------------------------
+    # Events routed concurrently per process; each waits for its deliveries to be
+    # acknowledged by the broker before its offset may be committed.
+    router_concurrency: int = 64
+
+    # --- Dispatcher --------------------------------------------------------
+    # Deliveries in flight per worker process (the window across all partitions).
+    in_flight: int = 1000
+    # Records fetched per poll of the deliveries topic.
+    fetch_max_records: int = 500
+    # How often finished offsets are committed. Lower means fewer re-deliveries
+    # after a crash, at the cost of more commit requests.
+    commit_interval_ms: int = 1000
+    # Total time for one HTTP attempt: connect, send, and read the response head.
+    http_timeout_s: float = 15.0
+    # Keep-alive connections kept open per destination host.
+    http_connections_per_host: int = 64
+    # Bytes of a response body kept as the attempt's excerpt; the rest is not read.
+    response_excerpt_bytes: int = 4096
+
+    # --- Control API -------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    # Bearer key with every permission. Required by `hookstream api`.
+    admin_key: str = ""
+    # Largest request body the API accepts, in bytes (bigger answers 413).
+    api_max_body_bytes: int = 1024 * 1024
+
+    # --- Safety -------------------------------------------------------------
+    # Dev mode allows loopback/private destinations and plain http. Never in production.
+    dev_mode: bool = False
+    log_level: str = "INFO"
+
+    # Not a setting: the names of fields given by the caller rather than defaults.
+    _explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from `environ` (HOOKSTREAM_* variables), then `overrides`.
+
+        Raises ConfigError listing every bad value, one line each.
+        """
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in _setting_fields():
+            env_name = ENV_PREFIX + f.name.upper()
+            if environ is not None and env_name in environ:
+                try:
+                    values[f.name] = _parse(f.type, environ[env_name])
+                except ValueError as exc:
+                    problems.append(f"{env_name}={environ[env_name]!r}: {exc}")
+        unknown = set(overrides) - {f.name for f in _setting_fields()}
+        if unknown:
+            problems.append(f"unknown settings: {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None and k not in unknown})
+        if problems:
+            raise ConfigError(problems)
+        settings = cls(**values, _explicit=frozenset(values))
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied, validated."""
+        updated = dataclasses.replace(self, **changes, _explicit=self._explicit | set(changes))
+        updated.validate()
+        return updated
+
+    def is_explicit(self, name: str) -> bool:
+        """True when the setting came from the environment or the caller, not the default."""
+        return name in self._explicit
+
+    def validate(self) -> None:
+        """Raise ConfigError naming every value that cannot work."""
+        problems: list[str] = []
+
+        def positive(name: str) -> None:
+            if getattr(self, name) <= 0:
+                problems.append(f"{_env(name)} must be greater than 0, got {getattr(self, name)}")
+
+        for name in (
+            "partitions",
+            "replication_factor",
+            "router_concurrency",
+            "in_flight",
+            "fetch_max_records",
+            "commit_interval_ms",
+            "http_timeout_s",
+            "http_connections_per_host",
+            "response_excerpt_bytes",
+            "api_max_body_bytes",
+        ):
+            positive(name)
+        if self.producer_linger_ms < 0:
+            problems.append(f"{_env('producer_linger_ms')} must be 0 or more")
+        if self.session_timeout_ms < 3000:
+            problems.append(f"{_env('session_timeout_ms')} must be at least 3000")
+        if not 0 < self.api_port < 65536:
+            problems.append(f"{_env('api_port')} must be a TCP port (1-65535)")
+        if not _TOPIC_PREFIX_RE.match(self.topic_prefix):
+            problems.append(f"{_env('topic_prefix')} may hold only letters, digits, '.', '_', '-'")
+        if not self.bootstrap.strip() or any(
+            ":" not in s for s in self.bootstrap.split(",") if s.strip()
+        ):
+            problems.append(f"{_env('bootstrap')} must be host:port[,host:port...]")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"{_env('redis_url')} must start with redis://, rediss:// or unix://")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            problems.append(f"{_env('log_level')} must be DEBUG, INFO, WARNING or ERROR")
+        if self.admin_key and len(self.admin_key) < 16:
+            problems.append(f"{_env('admin_key')} must be at least 16 characters")
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        """A third of the session timeout, capped at 3 s (Kafka's guidance)."""
+        return min(3000, self.session_timeout_ms // 3)
+
+
+def _setting_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in fields(Settings) if not f.name.startswith("_")]
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _parse(type_name: Any, raw: str) -> Any:
+    # With `from __future__ import annotations` field types are strings.
+    kind = type_name if isinstance(type_name, str) else type_name.__name__
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected true or false")
+    if kind == "int":
+        try:
+            return int(raw.replace("_", ""))
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return raw

@@ -1,0 +1,267 @@
+"""The dispatcher: consumes `deliveries`, signs, POSTs, settles, commits.
+
+Reads in the order things happen: fetch → admit → sign → send → settle →
+commit. Deliveries run concurrently inside a bounded in-flight window and
+finish out of order; the offset tracker commits per partition only up to the
+lowest record without a durable outcome, so a crash re-delivers (same
+webhook-id) rather than loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from hookstream import __version__
+from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.engine.delivery import DeliveryTask
+from hookstream.engine.endpoint import Endpoint
+from hookstream.engine.offsets import OffsetTracker
+from hookstream.engine.outcome import AttemptResult, Verdict, judge
+from hookstream.engine.sender import OutgoingRequest
+from hookstream.engine.signing import secret_key, signature_header
+from hookstream.errors import InvalidInput
+from hookstream.kafka import consumer_options
+from hookstream.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"hookstream/{__version__}"
+
+
+class Sender(Protocol):
+    """The HTTP seam (engine.sender.HttpSender, or a fake in unit tests)."""
+
+    def send(self, request: OutgoingRequest) -> Awaitable[AttemptResult]:
+        """Attempt one delivery."""
+        ...
+
+
+class FailureHandler(Protocol):
+    """Where a failed attempt goes (retry tier, dead letters); must be durable on return."""
+
+    async def handle(
+        self, task: DeliveryTask, result: AttemptResult, verdict: Verdict, reason: str
+    ) -> None:
+        """Make the failure durable: when this returns, the record's offset may be committed."""
+        ...
+
+
+class LogFailures:
+    """Failure handling until retry tiers exist: one warning line per failed attempt."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle(
+        self, task: DeliveryTask, result: AttemptResult, verdict: Verdict, reason: str
+    ) -> None:
+        """Count and log the failed attempt."""
+        self.count += 1
+        log.warning(
+            "delivery attempt failed",
+            extra={**task.log_fields(), "verdict": verdict.value, "reason": reason},
+        )
+
+
+class Dispatcher:
+    """Delivers the records of the `deliveries` partitions this process owns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: EndpointRegistry,
+        sender: Sender,
+        *,
+        failures: FailureHandler | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._names = TopicNames(settings)
+        self._registry = registry
+        self._sender = sender
+        self._failures: FailureHandler = failures or LogFailures()
+        self._clock = clock
+        self._window = asyncio.Semaphore(settings.in_flight)
+        self._tracker = OffsetTracker()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._keys: dict[str, bytes] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self.failure: BaseException | None = None
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the dispatcher group and start fetching and committing."""
+        consumer = AIOKafkaConsumer(
+            **consumer_options(self._settings, client_id="dispatcher"),
+            group_id=self._names.dispatcher_group,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=self._settings.fetch_max_records,
+        )
+        consumer.subscribe([self._names.deliveries], listener=_Rebalance(self))
+        self._consumer = consumer  # the rebalance listener may run inside start()
+        await consumer.start()
+        for name, loop in (("fetch", self._fetch_loop), ("commit", self._commit_loop)):
+            task = asyncio.create_task(loop(), name=f"dispatcher-{name}")
+            task.add_done_callback(self._on_loop_done)
+            self._loops.append(task)
+
+    async def stop(self) -> None:
+        """Stop fetching, let in-flight deliveries finish (bounded), commit, leave."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._settings.http_timeout_s + 5)
+        if self._consumer is not None:
+            await self._commit()
+            await self._consumer.stop()
+
+    # -- fetch → admit -----------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    await self._window.acquire()
+                    if tp not in consumer.assignment():
+                        self._window.release()  # revoked while we waited: its new owner has it
+                        continue
+                    self._tracker.start(tp, record.offset)
+                    task = asyncio.create_task(self._deliver(tp, record))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    # -- sign → send → settle ----------------------------------------------
+
+    async def _deliver(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            try:
+                task = DeliveryTask.from_record(record.headers, record.value)
+            except InvalidInput as exc:
+                self.dropped += 1
+                log.error("undecodable delivery record skipped", extra={"reason": str(exc)})
+            else:
+                await self._attempt(task)
+            self._tracker.finish(tp, record.offset)
+        except Exception as exc:
+            # A bug, not a delivery failure: leave the offset unfinished (so it is
+            # re-delivered after restart) and stop this process loudly.
+            self._fail(exc)
+        finally:
+            self._window.release()
+
+    async def _attempt(self, task: DeliveryTask) -> None:
+        endpoint = self._registry.get(task.endpoint_id)
+        if endpoint is None:
+            self.dropped += 1
+            log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
+            return
+        result = await self._sender.send(self._sign(task, endpoint))
+        verdict, reason = judge(result)
+        if verdict is Verdict.DELIVERED:
+            self.delivered += 1
+            return
+        self.failed += 1
+        await self._failures.handle(task, result, verdict, reason)
+
+    def _sign(self, task: DeliveryTask, endpoint: Endpoint) -> OutgoingRequest:
+        key = self._keys.get(endpoint.secret)
+        if key is None:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            key = self._keys[endpoint.secret] = secret_key(endpoint.secret)
+        timestamp = int(self._clock())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": task.message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header((key,), task.message_id, timestamp, task.body),
+            "hookstream-event-id": task.event_id,
+            "hookstream-attempt": str(task.attempt),
+        }
+        return OutgoingRequest(url=endpoint.url, headers=headers, body=task.body)
+
+    # -- commit ------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.commit_interval_ms / 1000)
+            await self._commit()
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        assigned = consumer.assignment()
+        offsets = {
+            tp: offset
+            for tp, offset in self._tracker.committable().items()
+            if isinstance(tp, TopicPartition) and tp in assigned and (only is None or tp in only)
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions: their new owner resumes from the last commit.
+            log.warning("commit skipped during rebalance", extra={"error": str(exc)})
+            return
+        except KafkaError as exc:
+            log.warning("commit failed; will retry", extra={"error": str(exc)})
+            return
+        self._tracker.mark_committed(dict(offsets))
+
+    async def _drain(self, revoked: set[TopicPartition]) -> None:
+        """On revocation: let the revoked partitions' deliveries finish, commit, forget."""
+        if not revoked:
+            return
+        deadline = time.monotonic() + self._settings.http_timeout_s + 5
+        while time.monotonic() < deadline and any(self._tracker.in_flight(tp) for tp in revoked):
+            await asyncio.sleep(0.01)
+        await self._commit(only=revoked)
+        for tp in revoked:
+            self._tracker.forget(tp)
+
+    # -- failure -----------------------------------------------------------
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            log.critical("dispatcher failed", exc_info=exc)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._dispatcher._drain(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self._dispatcher._tracker.forget(tp)

@@ -1,0 +1,97 @@
+"""The router: a faust-streaming agent from `events` to `deliveries`.
+
+For each event, the endpoints of its tenant whose globs match get one delivery
+record each, keyed by endpoint id, with a deterministic message id. The agent
+waits for the broker to acknowledge every delivery record of an event before it
+takes the next, so an event's offset is committed only once its deliveries are
+durable; `router_concurrency` agents run side by side, and faust commits the
+lowest offset not yet acknowledged per partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.engine.delivery import DeliveryTask, webhook_body
+from hookstream.engine.event import decode_event
+from hookstream.errors import InvalidInput
+from hookstream.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    """Runs the routing agent inside the caller's event loop: `start()` / `stop()`."""
+
+    def __init__(self, settings: Settings, registry: EndpointRegistry) -> None:
+        self._registry = registry
+        names = TopicNames(settings)
+        self.routed = 0
+        self.poison = 0
+        self.app = faust.App(
+            names.router_group,
+            broker=";".join(f"kafka://{server}" for server in settings.bootstrap.split(",")),
+            store="memory://",
+            web_enabled=False,
+            topic_disable_leader=True,
+            topic_allow_declare=False,
+            producer_acks=-1,
+            producer_linger=settings.producer_linger_ms / 1000,
+            broker_session_timeout=settings.session_timeout_ms / 1000,
+            broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+            broker_request_timeout=max(90.0, settings.session_timeout_ms / 1000 + 10),
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=settings.commit_interval_ms / 1000,
+        )
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self._events = self.app.topic(names.events, **raw)
+        self._deliveries = self.app.topic(names.deliveries, **raw)
+        self._dlq = self.app.topic(names.dlq, **raw)
+        self.app.agent(self._events, name="route", concurrency=settings.router_concurrency)(
+            self._agent
+        )
+
+    async def start(self) -> None:
+        """Join the router group; returns once partitions are assigned."""
+        await self.app.start()
+
+    async def stop(self) -> None:
+        """Finish the events in hand, commit, leave the group."""
+        await self.app.stop()
+
+    async def _agent(self, stream: Any) -> None:
+        async for record in stream.events():
+            message = record.message
+            await self.route(message.key, message.value, message.timestamp)
+
+    async def route(self, key: bytes | None, value: bytes | None, timestamp: float) -> None:
+        """Route one `events` record; a poison record goes to the DLQ with its reason."""
+        try:
+            event = decode_event(value)
+        except InvalidInput as exc:
+            self.poison += 1
+            log.error("poison event sent to the dead-letter topic", extra={"reason": str(exc)})
+            headers = [("reason", str(exc).encode()), ("source", b"events")]
+            await (await self._dlq.send(key=key, value=value, headers=headers))
+            return
+        await self._registry.barrier(timestamp)
+        endpoints = self._registry.index.match(event.tenant, event.type)
+        if not endpoints:
+            return
+        body = webhook_body(event)
+        acks = []
+        for endpoint in endpoints:
+            task = DeliveryTask.for_event(event, endpoint.id, body)
+            acks.append(
+                await self._deliveries.send(
+                    key=endpoint.id.encode(), value=body, headers=task.headers()
+                )
+            )
+        await asyncio.gather(*acks)
+        self.routed += len(acks)

@@ -1,0 +1,74 @@
+"""A worker process's stages together: registry, router and dispatcher.
+
+`hookstream worker` runs one per core; all workers of a deployment share the
+router and dispatcher consumer groups, so partitions spread across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from hookstream.config import Settings
+from hookstream.consumers.dispatcher import Dispatcher, FailureHandler
+from hookstream.consumers.http import build_session
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.consumers.router import Router
+from hookstream.engine.sender import HttpSender
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Starts and stops the delivery side of hookstream in the running event loop."""
+
+    def __init__(self, settings: Settings, *, failures: FailureHandler | None = None) -> None:
+        self.settings = settings
+        self.registry = EndpointRegistry(settings)
+        self.router = Router(settings, self.registry)
+        self._failures = failures
+        self._session: aiohttp.ClientSession | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    async def start(self) -> None:
+        """Load the registry, then join the router and dispatcher groups together."""
+        if self.settings.dev_mode:
+            log.warning("dev mode: loopback and private destinations are allowed")
+        await self.registry.start()
+        self._session = build_session(self.settings)
+        sender = HttpSender(
+            self._session,
+            timeout_s=self.settings.http_timeout_s,
+            excerpt_bytes=self.settings.response_excerpt_bytes,
+        )
+        self.dispatcher = Dispatcher(self.settings, self.registry, sender, failures=self._failures)
+        await asyncio.gather(self.router.start(), self.dispatcher.start())
+        log.info("worker started", extra={"topic_prefix": self.settings.topic_prefix})
+
+    async def stop(self) -> None:
+        """Stop routing, finish in-flight deliveries, commit, disconnect."""
+        await self.router.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self._session is not None:
+            await self._session.close()
+        await self.registry.stop()
+        log.info("worker stopped")
+
+    def failure(self) -> BaseException | None:
+        """Why a stage died, or None while all are healthy."""
+        if self.registry.failure is not None:
+            return self.registry.failure
+        if self.dispatcher is not None and self.dispatcher.failure is not None:
+            return self.dispatcher.failure
+        if self.router.app.crashed:
+            return self.router.app.crash_reason or RuntimeError("router crashed")
+        return None
+
+    async def run_until_failure(self) -> BaseException:
+        """Wait until a stage dies; return why (the caller exits non-zero)."""
+        while (failure := self.failure()) is None:
+            await asyncio.sleep(0.5)
+        return failure

@@ -1,0 +1,69 @@
+"""`hookstream dev`: the whole engine on one machine with one command.
+
+Starts the embedded broker and Valkey, creates the topics, runs a worker and
+the API in this process, and prints what to try next. Dev mode allows loopback
+and private destinations (with a warning); nothing else is loosened.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from hookstream.api import create_app
+from hookstream.config import Settings
+from hookstream.consumers.worker import Worker
+from hookstream.embedded import EmbeddedStack
+from hookstream.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+async def run_dev(settings: Settings, *, stop: Callable[[], Awaitable[None]]) -> None:
+    """Run the dev stack until `stop()` returns, then shut everything down."""
+    with EmbeddedStack() as stack:
+        settings = stack.settings(settings).replace(
+            dev_mode=True,
+            admin_key=settings.admin_key or f"hs_dev_{secrets.token_hex(16)}",
+            partitions=settings.partitions if settings.is_explicit("partitions") else 4,
+        )
+        await ensure_topics(settings)
+        worker = Worker(settings)
+        await worker.start()
+        runner = web.AppRunner(create_app(settings), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+        print(_banner(settings), flush=True)
+        try:
+            await stop()
+        finally:
+            print("stopping...", flush=True)
+            await runner.cleanup()
+            await worker.stop()
+
+
+def _banner(settings: Settings) -> str:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    key = settings.admin_key
+    auth = f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
+    return f"""
+hookstream dev is running
+  API        {api}
+  admin key  {key}
+  Kafka      {settings.bootstrap} (embedded, memory only)
+  Redis      {settings.redis_url} (embedded Valkey)
+
+Try it, from another terminal:
+  .venv/bin/hookstream sink --port 9000 --no-verify
+  curl -s {auth} \\
+    -d '{{"url": "http://127.0.0.1:9000/hook", "tenant": "acme", "event_types": ["invoice.*"]}}' \\
+    {api}/v1/endpoints
+  curl -s {auth} \\
+    -d '{{"type": "invoice.paid", "tenant": "acme", "data": {{"amount": 42}}}}' \\
+    {api}/v1/events
+
+Ctrl-C stops everything.
+"""

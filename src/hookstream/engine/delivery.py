@@ -1,0 +1,109 @@
+"""A delivery task: one event for one endpoint, as it travels through `deliveries`.
+
+The record value is the exact webhook body (encoded once per event by the
+router); everything else rides in record headers, so the dispatcher signs and
+sends without parsing JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from hookstream.engine.event import Event
+from hookstream.errors import FieldProblem, InvalidInput
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+def message_id_for(event_id: str, endpoint_id: str) -> str:
+    """The webhook-id for (event, endpoint): deterministic, so a replay carries the same id."""
+    digest = hashlib.blake2b(f"{event_id}\x00{endpoint_id}".encode(), digest_size=16)
+    return "msg_" + digest.hexdigest()
+
+
+def webhook_body(event: Event) -> bytes:
+    """The Standard Webhooks payload for an event: {"type", "timestamp", "data"}."""
+    return orjson.dumps({"type": event.type, "timestamp": event.occurred_at, "data": event.data})
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTask:
+    """What the dispatcher needs to attempt one delivery."""
+
+    message_id: str
+    event_id: str
+    endpoint_id: str
+    tenant: str
+    event_type: str
+    body: bytes
+    attempt: int = 1
+
+    @classmethod
+    def for_event(cls, event: Event, endpoint_id: str, body: bytes) -> DeliveryTask:
+        """The first attempt of `event` to `endpoint_id`; `body` is `webhook_body(event)`."""
+        return cls(
+            message_id=message_id_for(event.id, endpoint_id),
+            event_id=event.id,
+            endpoint_id=endpoint_id,
+            tenant=event.tenant,
+            event_type=event.type,
+            body=body,
+        )
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka record headers carrying everything but the body."""
+        return [
+            ("message_id", self.message_id.encode()),
+            ("event_id", self.event_id.encode()),
+            ("endpoint_id", self.endpoint_id.encode()),
+            ("tenant", self.tenant.encode()),
+            ("event_type", self.event_type.encode()),
+            ("attempt", b"%d" % self.attempt),
+        ]
+
+    @classmethod
+    def from_record(cls, headers: Headers, value: bytes | None) -> DeliveryTask:
+        """Rebuild a task from a `deliveries` record; InvalidInput for a poison record."""
+        found = {name: raw for name, raw in headers}
+        missing = [
+            n
+            for n in ("message_id", "event_id", "endpoint_id", "tenant", "event_type")
+            if n not in found
+        ]
+        if missing or value is None:
+            what = ", ".join(missing) if missing else "body"
+            raise InvalidInput([FieldProblem("record", f"delivery record lacks {what}")])
+        try:
+            attempt = int(found.get("attempt", b"1"))
+            text = {k: v.decode() for k, v in found.items() if k != "attempt"}
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput([FieldProblem("record", "undecodable delivery headers")]) from None
+        return cls(
+            message_id=text["message_id"],
+            event_id=text["event_id"],
+            endpoint_id=text["endpoint_id"],
+            tenant=text["tenant"],
+            event_type=text["event_type"],
+            body=value,
+            attempt=attempt,
+        )
+
+    def next_attempt(self) -> DeliveryTask:
+        """The same task, one attempt later."""
+        return replace(self, attempt=self.attempt + 1)
+
+    def log_fields(self) -> dict[str, Any]:
+        """Fields for the one structured log line per outcome."""
+        return {
+            "webhook_id": self.message_id,
+            "event_id": self.event_id,
+            "endpoint_id": self.endpoint_id,
+            "tenant": self.tenant,
+            "event_type": self.event_type,
+            "attempt": self.attempt,
+        }

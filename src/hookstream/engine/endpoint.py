@@ -1,0 +1,141 @@
+"""Endpoints: where a tenant wants its events delivered, and how an input becomes one."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from hookstream.engine.clock import Clock, rfc3339, system_clock
+from hookstream.engine.destinations import check_url
+from hookstream.engine.event import ID_RE
+from hookstream.engine.matching import validate_glob
+from hookstream.engine.signing import generate_secret
+from hookstream.errors import FieldProblem, InvalidInput
+
+MAX_EVENT_TYPES = 100
+MAX_DESCRIPTION = 1000
+CREATE_FIELDS = frozenset({"url", "tenant", "event_types", "description"})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A registered destination. Lives in the compacted `endpoints` topic, keyed by id."""
+
+    id: str
+    tenant: str
+    url: str
+    event_types: tuple[str, ...]
+    secret: str
+    description: str = ""
+    disabled: bool = False
+    created_at: str = ""
+    updated_at: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_record(self) -> bytes:
+        """The `endpoints` topic record value (secret included: the topic is internal)."""
+        return orjson.dumps(self.to_dict(include_secret=True))
+
+    def to_dict(self, *, include_secret: bool = False) -> dict[str, Any]:
+        """The endpoint as the API shows it; the secret only when asked for."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "tenant": self.tenant,
+            "url": self.url,
+            "event_types": list(self.event_types),
+            "description": self.description,
+            "disabled": self.disabled,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "metadata": self.metadata,
+        }
+        if include_secret:
+            body["secret"] = self.secret
+        return body
+
+    @classmethod
+    def from_record(cls, value: bytes) -> Endpoint:
+        """Rebuild an endpoint from its `endpoints` record value."""
+        raw = orjson.loads(value)
+        return cls(
+            id=raw["id"],
+            tenant=raw["tenant"],
+            url=raw["url"],
+            event_types=tuple(raw["event_types"]),
+            secret=raw["secret"],
+            description=raw.get("description", ""),
+            disabled=raw.get("disabled", False),
+            created_at=raw.get("created_at", ""),
+            updated_at=raw.get("updated_at", ""),
+            metadata=raw.get("metadata", {}),
+        )
+
+    def with_changes(self, clock: Clock = system_clock, **changes: Any) -> Endpoint:
+        """A copy with `changes` and a fresh `updated_at`."""
+        return replace(self, **changes, updated_at=rfc3339(clock()))
+
+
+def new_endpoint_id() -> str:
+    """A unique endpoint id: ep_ + 24 random hex digits."""
+    return f"ep_{secrets.token_hex(12)}"
+
+
+def new_endpoint(raw: Any, *, allow_private: bool, clock: Clock = system_clock) -> Endpoint:
+    """Validate an endpoint creation body and build the Endpoint with a fresh id and secret.
+
+    Raises InvalidInput naming every bad field.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidInput([FieldProblem("$", "the body must be a JSON object")])
+    problems = [FieldProblem(name, "unknown field") for name in sorted(set(raw) - CREATE_FIELDS)]
+
+    url = raw.get("url")
+    if not isinstance(url, str):
+        problems.append(FieldProblem("url", "is required and must be a string"))
+    else:
+        try:
+            url = check_url(url, allow_private=allow_private)
+        except InvalidInput as exc:
+            problems.extend(exc.problems)
+
+    tenant = raw.get("tenant")
+    if not isinstance(tenant, str) or not ID_RE.match(tenant):
+        problems.append(FieldProblem("tenant", "is required: 1-128 characters of [a-zA-Z0-9_.:-]"))
+
+    event_types = raw.get("event_types", ["*"])
+    if (
+        not isinstance(event_types, list)
+        or not event_types
+        or not all(isinstance(t, str) for t in event_types)
+    ):
+        problems.append(FieldProblem("event_types", "must be a non-empty list of strings"))
+    elif len(event_types) > MAX_EVENT_TYPES:
+        problems.append(FieldProblem("event_types", f"at most {MAX_EVENT_TYPES} patterns"))
+    else:
+        for i, pattern in enumerate(event_types):
+            message = validate_glob(pattern)
+            if message:
+                problems.append(FieldProblem(f"event_types[{i}]", message))
+
+    description = raw.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        problems.append(
+            FieldProblem("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
+        )
+
+    if problems:
+        raise InvalidInput(problems)
+    now = rfc3339(clock())
+    return Endpoint(
+        id=new_endpoint_id(),
+        tenant=tenant,  # type: ignore[arg-type]
+        url=url,  # type: ignore[arg-type]
+        event_types=tuple(dict.fromkeys(event_types)),  # type: ignore[arg-type]
+        secret=generate_secret(),
+        description=description,  # type: ignore[arg-type]
+        created_at=now,
+        updated_at=now,
+    )

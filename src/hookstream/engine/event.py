@@ -1,0 +1,128 @@
+"""The event envelope services publish, and its validation."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hookstream.engine.clock import Clock, parse_rfc3339, rfc3339, system_clock
+from hookstream.errors import FieldProblem, InvalidInput
+
+# Dot-separated words of letters, digits and underscores: invoice.paid, user_v2.created.
+EVENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*$")
+# Ids and tenants: safe in URLs, headers and Kafka keys.
+ID_RE = re.compile(r"^[a-zA-Z0-9_.:\-]{1,128}$")
+MAX_TYPE_LENGTH = 200
+ENVELOPE_FIELDS = frozenset({"id", "type", "tenant", "subject", "occurred_at", "data"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A domain event as it travels through the `events` topic."""
+
+    id: str
+    type: str
+    tenant: str
+    occurred_at: str
+    data: dict[str, Any]
+    subject: str | None = None
+
+    def to_json(self) -> bytes:
+        """The envelope as JSON bytes (the `events` topic's record value)."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "occurred_at": self.occurred_at,
+            "data": self.data,
+        }
+        if self.subject is not None:
+            body["subject"] = self.subject
+        return orjson.dumps(body)
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the subject keeps one subject's events in order, else the id."""
+        return (self.subject or self.id).encode()
+
+
+def new_event_id(clock: Clock = system_clock) -> str:
+    """A time-sortable, unique event id: evt_ + 12 hex digits of ms + 16 random hex digits."""
+    return f"evt_{int(clock() * 1000):012x}{secrets.token_hex(8)}"
+
+
+def validate_event(raw: Any, *, clock: Clock = system_clock) -> Event:
+    """Check an envelope and build the Event; generate `id` and `occurred_at` when absent.
+
+    Raises InvalidInput naming every bad field.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidInput([FieldProblem("$", "an event must be a JSON object")])
+    problems: list[FieldProblem] = []
+    for name in sorted(set(raw) - ENVELOPE_FIELDS):
+        problems.append(FieldProblem(name, "unknown field"))
+
+    event_id = raw.get("id")
+    if event_id is None:
+        event_id = new_event_id(clock)
+    elif not isinstance(event_id, str) or not ID_RE.match(event_id):
+        problems.append(FieldProblem("id", "must be 1-128 characters of [a-zA-Z0-9_.:-]"))
+
+    event_type = raw.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        problems.append(FieldProblem("type", "is required and must be a string"))
+    elif len(event_type) > MAX_TYPE_LENGTH or not EVENT_TYPE_RE.match(event_type):
+        problems.append(
+            FieldProblem(
+                "type", f"must be dot-separated words of [a-zA-Z0-9_], at most {MAX_TYPE_LENGTH}"
+            )
+        )
+
+    tenant = raw.get("tenant")
+    if not isinstance(tenant, str) or not ID_RE.match(tenant):
+        problems.append(FieldProblem("tenant", "is required: 1-128 characters of [a-zA-Z0-9_.:-]"))
+
+    subject = raw.get("subject")
+    if subject is not None and (not isinstance(subject, str) or not 0 < len(subject) <= 256):
+        problems.append(FieldProblem("subject", "must be a string of 1-256 characters"))
+
+    occurred_at = raw.get("occurred_at")
+    if occurred_at is None:
+        occurred_at = rfc3339(clock())
+    elif not isinstance(occurred_at, str):
+        problems.append(FieldProblem("occurred_at", "must be an RFC 3339 timestamp string"))
+    else:
+        try:
+            occurred_at = rfc3339(parse_rfc3339(occurred_at).timestamp())
+        except ValueError as exc:
+            problems.append(FieldProblem("occurred_at", f"not an RFC 3339 timestamp: {exc}"))
+
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        problems.append(FieldProblem("data", "is required and must be a JSON object"))
+
+    if problems:
+        raise InvalidInput(problems)
+    return Event(
+        id=event_id,
+        type=event_type,  # type: ignore[arg-type]
+        tenant=tenant,  # type: ignore[arg-type]
+        occurred_at=occurred_at,
+        data=data,  # type: ignore[arg-type]
+        subject=subject,
+    )
+
+
+def decode_event(value: bytes | None) -> Event:
+    """Parse and validate an `events` record value; raise InvalidInput for a poison record."""
+    if value is None:
+        raise InvalidInput([FieldProblem("$", "empty record")])
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput([FieldProblem("$", f"not valid JSON: {exc}")]) from None
+    return validate_event(raw)

@@ -1,0 +1,102 @@
+"""Which endpoints want an event: tenant first, then event-type globs.
+
+A glob is dot-separated words where `*` stands for any run of characters,
+dots included: `invoice.*` matches `invoice.paid` and `invoice.paid.late`,
+`*` matches everything, and a glob without `*` matches exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hookstream.engine.endpoint import Endpoint
+
+GLOB_RE = re.compile(r"^[a-zA-Z0-9_*]+(\.[a-zA-Z0-9_*]+)*$")
+MAX_GLOB_LENGTH = 200
+# Bounds the match cache when a tenant publishes very many distinct event types.
+MAX_CACHED_TYPES_PER_TENANT = 10_000
+
+
+def validate_glob(pattern: str) -> str | None:
+    """None when `pattern` is a valid event-type glob, else what is wrong with it."""
+    if not pattern or len(pattern) > MAX_GLOB_LENGTH:
+        return f"must be 1-{MAX_GLOB_LENGTH} characters"
+    if not GLOB_RE.match(pattern):
+        return "must be dot-separated words of [a-zA-Z0-9_] where * matches anything"
+    return None
+
+
+def compile_globs(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One regex matching any of `patterns` (validated globs), anchored at both ends."""
+    parts = [re.escape(p).replace(r"\*", ".*") for p in patterns]
+    return re.compile("^(?:" + "|".join(parts) + ")$")
+
+
+class EndpointIndex:
+    """Endpoints grouped by tenant, answering `match(tenant, type)` from a cache.
+
+    The cache is dropped for a tenant whenever one of its endpoints changes, so
+    routing cost is one dict lookup per event in steady state.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Endpoint] = {}
+        self._by_tenant: dict[str, dict[str, tuple[Endpoint, re.Pattern[str]]]] = {}
+        self._cache: dict[str, dict[str, tuple[Endpoint, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint with this id, or None."""
+        return self._by_id.get(endpoint_id)
+
+    def all(self, tenant: str | None = None) -> list[Endpoint]:
+        """Every endpoint, or those of `tenant`, in id order."""
+        if tenant is None:
+            items = list(self._by_id.values())
+        else:
+            items = [ep for ep, _ in self._by_tenant.get(tenant, {}).values()]
+        return sorted(items, key=lambda ep: ep.id)
+
+    def put(self, endpoint: Endpoint) -> None:
+        """Add or replace an endpoint."""
+        self.remove(endpoint.id)
+        self._by_id[endpoint.id] = endpoint
+        self._by_tenant.setdefault(endpoint.tenant, {})[endpoint.id] = (
+            endpoint,
+            compile_globs(endpoint.event_types),
+        )
+        self._forget(endpoint.tenant)
+
+    def remove(self, endpoint_id: str) -> None:
+        """Drop an endpoint if present."""
+        old = self._by_id.pop(endpoint_id, None)
+        if old is not None:
+            self._by_tenant[old.tenant].pop(endpoint_id, None)
+            if not self._by_tenant[old.tenant]:
+                del self._by_tenant[old.tenant]
+            self._forget(old.tenant)
+
+    def match(self, tenant: str, event_type: str) -> tuple[Endpoint, ...]:
+        """The enabled endpoints of `tenant` whose globs match `event_type`."""
+        per_type = self._cache.get(tenant)
+        if per_type is None:
+            per_type = self._cache[tenant] = {}
+        hit = per_type.get(event_type)
+        if hit is None:
+            if len(per_type) >= MAX_CACHED_TYPES_PER_TENANT:
+                per_type.clear()
+            hit = tuple(
+                ep
+                for ep, regex in self._by_tenant.get(tenant, {}).values()
+                if not ep.disabled and regex.match(event_type)
+            )
+            per_type[event_type] = hit
+        return hit
+
+    def _forget(self, tenant: str) -> None:
+        self._cache.pop(tenant, None)

@@ -1,0 +1,85 @@
+"""The HTTP seam: `send(request) -> AttemptResult`, over an injected aiohttp session.
+
+Delivery code does not know more about the destination than this. The session
+(keep-alive, per-host limits, guarded resolver) is built by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from hookstream.engine.outcome import AttemptResult
+from hookstream.errors import (
+    DeliveryError,
+    DestinationForbidden,
+    EndpointConnectionError,
+    EndpointTimeout,
+    EndpointUnreachable,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """A signed webhook ready to POST."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class HttpSender:
+    """POSTs webhooks; never follows redirects; keeps at most `excerpt_bytes` of a reply."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, *, timeout_s: float, excerpt_bytes: int
+    ) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._excerpt_bytes = excerpt_bytes
+
+    async def send(self, request: OutgoingRequest) -> AttemptResult:
+        """One attempt; every failure becomes an AttemptResult, nothing raises."""
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                excerpt = await response.content.read(self._excerpt_bytes)
+                abort = response.headers.get("webhook-delivery", "").lower() == "abort-message"
+                return AttemptResult(
+                    status=response.status,
+                    duration_ms=_ms_since(started),
+                    excerpt=excerpt,
+                    abort_requested=abort,
+                )
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            error: DeliveryError = EndpointTimeout(str(exc) or "timed out")
+        except DestinationForbidden as exc:
+            error = exc
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, DestinationForbidden):
+                error = exc.os_error
+            else:
+                error = EndpointUnreachable(str(exc))
+        except aiohttp.ClientError as exc:
+            error = EndpointConnectionError(f"{type(exc).__name__}: {exc}")
+        return AttemptResult(
+            status=None,
+            duration_ms=_ms_since(started),
+            error_class=error.error_class,
+            error=str(error)[:500],
+            retriable_error=error.retriable,
+        )
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

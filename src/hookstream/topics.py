@@ -1,0 +1,83 @@
+"""The topics hookstream uses, their shapes, and creating them.
+
+Every delivery-side topic has the same partition count and is keyed by endpoint
+id, so one consumer group with the range assignor gives one worker every record
+of an endpoint (DESIGN.md, "one owner per endpoint").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from hookstream.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic to create: its full name, partitions and configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+class TopicNames:
+    """Full topic and group names for one deployment (the prefix applied)."""
+
+    def __init__(self, settings: Settings) -> None:
+        p = settings.topic_prefix
+        self.events = f"{p}events"
+        self.deliveries = f"{p}deliveries"
+        self.endpoints = f"{p}endpoints"
+        self.attempts = f"{p}attempts"
+        self.dlq = f"{p}dlq"
+        self.router_group = f"{p}router"
+        self.dispatcher_group = f"{p}dispatcher"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic of a deployment with its partitions and configs."""
+    names = TopicNames(settings)
+    n = settings.partitions
+    compact = {"cleanup.policy": "compact"}
+    week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+    return [
+        TopicSpec(names.events, n, week),
+        TopicSpec(names.deliveries, n, week),
+        TopicSpec(names.attempts, n, week),
+        TopicSpec(names.dlq, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # Config is small and read whole by every process: one partition keeps
+        # read-your-writes a single offset comparison.
+        TopicSpec(names.endpoints, 1, compact),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        if not wanted:
+            return []
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        s.name,
+                        s.partitions,
+                        settings.replication_factor,
+                        topic_configs=s.configs,
+                    )
+                    for s in wanted
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass  # another process created them first
+        return [s.name for s in wanted]
+    finally:
+        await admin.close()
