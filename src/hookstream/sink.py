@@ -7,6 +7,7 @@ with none (`--no-verify`) it accepts everything.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections import Counter
@@ -59,11 +60,17 @@ def create_sink_app(
     *,
     printer: Callable[[Received], None] | None = None,
     clock: Callable[[], float] = time.time,
+    latency_s: float = 0.0,
 ) -> web.Application:
-    """The receiver app: POST any path to deliver; GET /stats for counts."""
+    """The receiver app: POST any path to deliver; GET /stats for counts.
+
+    `latency_s` delays every answer, to play a slow receiver.
+    """
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
+        if latency_s:
+            await asyncio.sleep(latency_s)
         headers = {k.lower(): v for k, v in request.headers.items()}
         if secrets:
             try:

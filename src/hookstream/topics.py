@@ -7,6 +7,7 @@ of an endpoint (DESIGN.md, "one owner per endpoint").
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -64,7 +65,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         wanted = [s for s in topic_specs(settings) if s.name not in existing]
         if not wanted:
             return []
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
             await admin.create_topics(
                 [
                     NewTopic(
@@ -76,8 +77,6 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     for s in wanted
                 ]
             )
-        except TopicAlreadyExistsError:
-            pass  # another process created them first
         return [s.name for s in wanted]
     finally:
         await admin.close()

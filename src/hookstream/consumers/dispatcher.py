@@ -237,7 +237,10 @@ class Dispatcher:
         if not revoked:
             return
         deadline = time.monotonic() + self._settings.http_timeout_s + 5
-        while time.monotonic() < deadline and any(self._tracker.in_flight(tp) for tp in revoked):
+        # Rebalances are rare: polling here keeps per-delivery signalling off the hot path.
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110
+            self._tracker.in_flight(tp) for tp in revoked
+        ):
             await asyncio.sleep(0.01)
         await self._commit(only=revoked)
         for tp in revoked:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiohttp
 
@@ -48,14 +49,22 @@ class Worker:
         log.info("worker started", extra={"topic_prefix": self.settings.topic_prefix})
 
     async def stop(self) -> None:
-        """Stop routing, finish in-flight deliveries, commit, disconnect."""
+        """Stop routing, finish in-flight deliveries, commit, disconnect.
+
+        Safe after a partial or cancelled start.
+        """
+        started = time.monotonic()
         await self.router.stop()
+        router_s = time.monotonic() - started
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self._session is not None:
             await self._session.close()
         await self.registry.stop()
-        log.info("worker stopped")
+        log.info(
+            "worker stopped",
+            extra={"router_s": round(router_s, 2), "total_s": round(time.monotonic() - started, 2)},
+        )
 
     def failure(self) -> BaseException | None:
         """Why a stage died, or None while all are healthy."""
@@ -69,6 +78,8 @@ class Worker:
 
     async def run_until_failure(self) -> BaseException:
         """Wait until a stage dies; return why (the caller exits non-zero)."""
-        while (failure := self.failure()) is None:
+        # Half a second of delay in noticing a dead stage is fine; the stages stay
+        # free of callbacks into the worker.
+        while (failure := self.failure()) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
         return failure

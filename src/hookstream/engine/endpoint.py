@@ -133,9 +133,9 @@ def new_endpoint(raw: Any, *, allow_private: bool, clock: Clock = system_clock) 
         id=new_endpoint_id(),
         tenant=tenant,  # type: ignore[arg-type]
         url=url,  # type: ignore[arg-type]
-        event_types=tuple(dict.fromkeys(event_types)),  # type: ignore[arg-type]
+        event_types=tuple(dict.fromkeys(event_types)),
         secret=generate_secret(),
-        description=description,  # type: ignore[arg-type]
+        description=description,
         created_at=now,
         updated_at=now,
     )

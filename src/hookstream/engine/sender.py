@@ -6,7 +6,6 @@ Delivery code does not know more about the destination than this. The session
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ class HttpSender:
                     excerpt=excerpt,
                     abort_requested=abort,
                 )
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             error: DeliveryError = EndpointTimeout(str(exc) or "timed out")
         except DestinationForbidden as exc:
             error = exc

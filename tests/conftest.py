@@ -1,0 +1,128 @@
+"""Fixtures shared by every test: real servers on loopback, polling helpers.
+
+One embedded broker + Valkey pair per test session; each test gets its own
+topic prefix (fresh topics and consumer groups), so tests never see each
+other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.embedded import EmbeddedStack, free_port
+from hookstream.engine.endpoint import Endpoint, new_endpoint
+from hookstream.sink import SinkRecorder, create_sink_app
+from hookstream.topics import ensure_topics
+
+ADMIN_KEY = "test-admin-key-0123456789"
+_prefixes = itertools.count()
+
+
+async def eventually(
+    condition: Callable[[], bool],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "condition not met",
+) -> None:
+    """Poll `condition` until true; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(message() if callable(message) else message)
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[EmbeddedStack]:
+    """The embedded broker and Valkey, started once per test session."""
+    with EmbeddedStack() as running:
+        yield running
+
+
+@pytest.fixture
+async def settings(stack: EmbeddedStack) -> Settings:
+    """Settings pointing at the stack, with topics of this test's own prefix created."""
+    base = Settings(
+        topic_prefix=f"t{os.getpid()}-{next(_prefixes)}.",
+        partitions=4,
+        dev_mode=True,
+        admin_key=ADMIN_KEY,
+        http_timeout_s=5.0,
+        commit_interval_ms=200,
+        log_level="WARNING",
+    )
+    configured = stack.settings(base)
+    await ensure_topics(configured)
+    return configured
+
+
+@dataclass
+class RunningSink:
+    """A sink server started for a test."""
+
+    url: str
+    recorder: SinkRecorder
+
+    def event_ids(self) -> set[str]:
+        """Distinct event ids received."""
+        return {r.event_id for r in self.recorder.received}
+
+
+SinkFactory = Callable[..., Awaitable[RunningSink]]
+
+
+@pytest.fixture
+async def sink_factory() -> AsyncIterator[SinkFactory]:
+    """Start sinks on free loopback ports; all are stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(secrets: list[str] | None = None, **options: Any) -> RunningSink:
+        recorder = SinkRecorder()
+        runner = web.AppRunner(create_sink_app(secrets, recorder, **options), access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return RunningSink(url=f"http://127.0.0.1:{port}/hook", recorder=recorder)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def registry(settings: Settings) -> AsyncIterator[EndpointRegistry]:
+    """A writable registry, as the API holds one."""
+    reg = EndpointRegistry(settings, writable=True)
+    await reg.start()
+    yield reg
+    await reg.stop()
+
+
+EndpointFactory = Callable[..., Awaitable[Endpoint]]
+
+
+@pytest.fixture
+def endpoint_factory(registry: EndpointRegistry) -> EndpointFactory:
+    """Register an endpoint (url, tenant, globs) and return it with its secret."""
+
+    async def create(url: str, tenant: str, event_types: list[str]) -> Endpoint:
+        endpoint = new_endpoint(
+            {"url": url, "tenant": tenant, "event_types": event_types}, allow_private=True
+        )
+        await registry.put(endpoint)
+        return endpoint
+
+    return create

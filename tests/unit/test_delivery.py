@@ -1,0 +1,46 @@
+"""Delivery tasks: deterministic message ids, the body, and the record headers."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from hookstream.engine.delivery import DeliveryTask, message_id_for, webhook_body
+from hookstream.engine.event import validate_event
+from hookstream.errors import InvalidInput
+
+
+def test_message_id_is_deterministic_per_event_and_endpoint() -> None:
+    assert message_id_for("evt_1", "ep_1") == message_id_for("evt_1", "ep_1")
+    assert message_id_for("evt_1", "ep_1") != message_id_for("evt_1", "ep_2")
+    assert message_id_for("evt_1", "ep_1") != message_id_for("evt_2", "ep_1")
+    # No ambiguity from concatenation.
+    assert message_id_for("a", "bc") != message_id_for("ab", "c")
+
+
+def test_body_is_the_standard_webhooks_payload() -> None:
+    event = validate_event(
+        {"type": "a.b", "tenant": "t", "occurred_at": "2026-01-01T00:00:00Z", "data": {"x": 1}}
+    )
+    assert orjson.loads(webhook_body(event)) == {
+        "type": "a.b",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "data": {"x": 1},
+    }
+
+
+def test_headers_round_trip() -> None:
+    event = validate_event({"type": "a.b", "tenant": "t", "data": {}})
+    task = DeliveryTask.for_event(event, "ep_1", webhook_body(event)).next_attempt()
+    again = DeliveryTask.from_record(task.headers(), task.body)
+    assert again == task
+    assert again.attempt == 2
+
+
+def test_a_record_without_headers_is_poison() -> None:
+    with pytest.raises(InvalidInput, match="lacks message_id"):
+        DeliveryTask.from_record([], b"{}")
+    event = validate_event({"type": "a.b", "tenant": "t", "data": {}})
+    task = DeliveryTask.for_event(event, "ep_1", b"{}")
+    with pytest.raises(InvalidInput, match="body"):
+        DeliveryTask.from_record(task.headers(), None)

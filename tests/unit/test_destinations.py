@@ -1,0 +1,99 @@
+"""Endpoint URLs and addresses: what real mode refuses and dev mode allows."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from hookstream.engine.destinations import GuardedResolver, check_url, is_public_address
+from hookstream.errors import DestinationForbidden, InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("172.16.5.4", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fd00::1", False),
+        ("fe80::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("not an ip", False),
+    ],
+)
+def test_public_addresses(address: str, public: bool) -> None:
+    assert is_public_address(address) is public
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/hook",  # plain http outside dev
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://localhost/hook",
+        "https://user:pass@example.com/hook",
+        "ftp://example.com/hook",
+        "https:///nohost",
+        "https://example.com/a b",
+        "https://example.com:99999/",
+        "https://example.com/\r\nX-Injected: 1",
+    ],
+)
+def test_real_mode_refuses(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        check_url(url, allow_private=False)
+
+
+def test_dev_mode_allows_loopback_and_plain_http() -> None:
+    assert check_url("http://127.0.0.1:9000/hook", allow_private=True)
+    with pytest.raises(InvalidInput):
+        check_url("ftp://127.0.0.1/", allow_private=True)
+
+
+def test_real_mode_accepts_a_public_https_url() -> None:
+    assert check_url("https://hooks.example.com/in?x=1", allow_private=False)
+
+
+class _FixedResolver(AbstractResolver):
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_guarded_resolver_keeps_only_public_addresses() -> None:
+    resolver = GuardedResolver(_FixedResolver("10.0.0.1", "93.184.216.34"), allow_private=False)
+    assert [r["host"] for r in await resolver.resolve("x.example", 443)] == ["93.184.216.34"]
+
+
+async def test_guarded_resolver_refuses_a_name_that_is_only_private() -> None:
+    resolver = GuardedResolver(_FixedResolver("169.254.169.254"), allow_private=False)
+    with pytest.raises(DestinationForbidden):
+        await resolver.resolve("metadata.example", 80)
+
+
+async def test_guarded_resolver_in_dev_mode_passes_everything() -> None:
+    resolver = GuardedResolver(_FixedResolver("127.0.0.1"), allow_private=True)
+    assert [r["host"] for r in await resolver.resolve("localhost", 80)] == ["127.0.0.1"]
