@@ -109,10 +109,10 @@ class Settings:
         if unknown:
             problems.append(f"unknown settings: {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None and k not in unknown})
+        settings = cls(**values, _explicit=frozenset(values))
+        problems.extend(settings.problems())
         if problems:
             raise ConfigError(problems)
-        settings = cls(**values, _explicit=frozenset(values))
-        settings.validate()
         return settings
 
     def replace(self, **changes: Any) -> Settings:
@@ -127,6 +127,12 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ConfigError naming every value that cannot work."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+
+    def problems(self) -> list[str]:
+        """One line per value that cannot work; empty when all is well."""
         problems: list[str] = []
 
         def positive(name: str) -> None:
@@ -164,8 +170,7 @@ class Settings:
             problems.append(f"{_env('log_level')} must be DEBUG, INFO, WARNING or ERROR")
         if self.admin_key and len(self.admin_key) < 16:
             problems.append(f"{_env('admin_key')} must be at least 16 characters")
-        if problems:
-            raise ConfigError(problems)
+        return problems
 
     def to_env(self) -> dict[str, str]:
         """These settings as HOOKSTREAM_* variables, to start another process with them."""

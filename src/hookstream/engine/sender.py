@@ -53,6 +53,7 @@ class HttpSender:
                 timeout=self._timeout,
             ) as response:
                 excerpt = await response.content.read(self._excerpt_bytes)
+                await _drain(response.content, len(excerpt))
                 abort = response.headers.get("webhook-delivery", "").lower() == "abort-message"
                 return AttemptResult(
                     status=response.status,
@@ -78,6 +79,21 @@ class HttpSender:
             error=str(error)[:500],
             retriable_error=error.retriable,
         )
+
+
+# Reading the rest of a normal reply keeps the keep-alive connection reusable and
+# turns a reply cut off mid-body into a connection error instead of a success.
+# Past this many bytes the connection is dropped unread (it is closed on exit).
+DRAIN_LIMIT_BYTES = 1024 * 1024
+
+
+async def _drain(content: aiohttp.StreamReader, already: int) -> None:
+    total = already
+    while total < DRAIN_LIMIT_BYTES:
+        chunk = await content.read(64 * 1024)
+        if not chunk:
+            return
+        total += len(chunk)
 
 
 def _ms_since(started: float) -> float:

@@ -1,0 +1,125 @@
+"""The `hookstream` command: roles against external servers, one-line errors, dying parents."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hookstream.config import Settings
+from hookstream.embedded import EmbeddedStack, free_port, port_open
+from tests.conftest import ADMIN_KEY, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _hookstream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookstream", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_bad_settings_fail_with_one_line_each() -> None:
+    done = _hookstream("worker", env={"HOOKSTREAM_IN_FLIGHT": "lots", "HOOKSTREAM_PARTITIONS": "0"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("hookstream: error: HOOKSTREAM_") for line in lines)
+
+
+def test_api_without_admin_key_is_one_line() -> None:
+    done = _hookstream("api", env={"HOOKSTREAM_ADMIN_KEY": ""})
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "hookstream: error: HOOKSTREAM_ADMIN_KEY is required to run the API"
+    )
+
+
+def test_sink_refuses_a_malformed_secret() -> None:
+    done = _hookstream("sink", "--port", str(free_port()), "--secret", "whsec_???")
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("hookstream: error: --secret:")
+
+
+async def test_api_role_serves_against_external_servers(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **settings.to_env(), "HOOKSTREAM_ADMIN_KEY": ADMIN_KEY}
+    env.pop("HOOKSTREAM_BOOTSTRAP")
+    env.pop("HOOKSTREAM_REDIS_URL")
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            [
+                sys.executable, "-m", "hookstream", "api",
+                "--bootstrap", settings.bootstrap, "--redis", settings.redis_url,
+                "--port", str(port),
+            ],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        await eventually(lambda: port_open(port), timeout=60, message=lambda: log.read_text())
+        async with aiohttp.ClientSession() as http:
+            response = await http.get(
+                f"http://127.0.0.1:{port}/v1/endpoints",
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            )
+            assert response.status == 200
+            assert await response.json() == {"data": []}
+        api.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(asyncio.to_thread(api.wait), 30) == 0
+    finally:
+        if api.poll() is None:
+            api.kill()
+            api.wait()
+
+
+async def test_embedded_servers_die_with_their_parent(tmp_path: Path) -> None:
+    """A parent killed with SIGKILL cannot clean up; the kernel ends its servers."""
+    ports = tmp_path / "ports"
+    script = textwrap.dedent(
+        f"""
+        import time
+        from hookstream.embedded import EmbeddedStack
+        stack = EmbeddedStack().start()
+        open({str(ports)!r}, "w").write(f"{{stack.kafka_port}} {{stack.redis_port}}")
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        await eventually(lambda: ports.exists() and ports.read_text() != "", timeout=60)
+        kafka_port, redis_port = map(int, ports.read_text().split())
+        assert port_open(kafka_port)
+        assert port_open(redis_port)
+        parent.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(parent.wait)
+        await eventually(
+            lambda: not port_open(kafka_port) and not port_open(redis_port),
+            timeout=30,
+            message="embedded servers outlived their parent",
+        )
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_stack_stop_is_idempotent_and_frees_the_ports() -> None:
+    stack = EmbeddedStack().start()
+    assert port_open(stack.kafka_port)
+    stack.stop()
+    stack.stop()
+    assert not port_open(stack.kafka_port)
+    assert not port_open(stack.redis_port)
