@@ -123,7 +123,7 @@ async def test_an_endpoint_created_just_before_an_event_receives_it(
         await asyncio.sleep(5.0)
         return await fetch(*args, **kwargs)
 
-    consumer.getmany = lagging_getmany  # type: ignore[method-assign]
+    consumer.getmany = lagging_getmany
     try:
         for round_ in range(3):
             sink = await sink_factory()
