@@ -103,7 +103,14 @@ class EndpointRegistry:
         await self.barrier(self._clock())
 
     async def barrier(self, timestamp: float) -> None:
-        """Return once the view holds every write acknowledged before `timestamp`."""
+        """Return once the view holds every write acknowledged before `timestamp`.
+
+        A timestamp in the future (a producer's clock ahead of ours, or set by
+        hand) is treated as now: everything acknowledged before the event was
+        published was acknowledged before now, and a far-future stamp must not
+        stall routing.
+        """
+        timestamp = min(timestamp, self._clock())
         while timestamp > self._synced_at:
             await self._shared_sync()
 
