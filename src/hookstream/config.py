@@ -46,6 +46,9 @@ class Settings:
     producer_idempotence: bool = True
     # How long a producer waits to fill a batch. Small: latency matters more.
     producer_linger_ms: int = 5
+    # Longest time a fetch waits for data. Real Kafka answers as soon as data
+    # arrives; the embedded broker always waits this long (decision 006).
+    fetch_max_wait_ms: int = 500
     # A consumer that misses heartbeats this long is dropped from its group and
     # its partitions move. Shorter moves work sooner after a crash.
     session_timeout_ms: int = 30_000
@@ -145,6 +148,7 @@ class Settings:
             "router_concurrency",
             "in_flight",
             "fetch_max_records",
+            "fetch_max_wait_ms",
             "commit_interval_ms",
             "http_timeout_s",
             "http_connections_per_host",

@@ -109,6 +109,7 @@ class EmbeddedStack:
             producer_idempotence=False,
             replication_factor=1,
             session_timeout_ms=min(base.session_timeout_ms, 6000),
+            fetch_max_wait_ms=min(base.fetch_max_wait_ms, 20),
         )
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedStack:

@@ -109,7 +109,7 @@ async def test_an_endpoint_created_just_before_an_event_receives_it(
     """Read-your-writes across processes: the router waits for the registry to catch up.
 
     The worker's registry tail is slowed to one poll every 5 s, so each event
-    reaches the router (whose fetches wait at most 1.5 s) before the worker has
+    reaches the router (whose fetches wait at most 20 ms here) before the worker has
     read the endpoint created just before it; only the registry barrier makes
     the delivery happen.
     """

@@ -59,7 +59,6 @@ class EndpointRegistry:
         consumer = AIOKafkaConsumer(
             **consumer_options(self._settings, client_id="registry"),
             group_id=None,
-            fetch_max_wait_ms=100,
         )
         await consumer.start()
         self._consumer = consumer

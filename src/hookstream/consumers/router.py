@@ -14,10 +14,9 @@ import asyncio
 import logging
 from typing import Any
 
-import faust
-
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
+from hookstream.consumers.router_app import router_app
 from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import decode_event
 from hookstream.errors import InvalidInput
@@ -34,8 +33,9 @@ class Router:
         names = TopicNames(settings)
         self.routed = 0
         self.poison = 0
-        self.app = faust.App(
+        self.app = router_app(
             names.router_group,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             broker=";".join(f"kafka://{server}" for server in settings.bootstrap.split(",")),
             store="memory://",
             web_enabled=False,
