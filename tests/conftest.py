@@ -76,8 +76,8 @@ class RunningSink:
     recorder: SinkRecorder
 
     def event_ids(self) -> set[str]:
-        """Distinct event ids received."""
-        return {r.event_id for r in self.recorder.received}
+        """Distinct event ids delivered (answered 2xx)."""
+        return {r.event_id for r in self.recorder.received if r.status < 300}
 
 
 SinkFactory = Callable[..., Awaitable[RunningSink]]

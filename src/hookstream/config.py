@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hookstream.engine.retry import RetryPolicy, parse_schedule
 from hookstream.errors import ConfigError
 
 ENV_PREFIX = "HOOKSTREAM_"
@@ -72,6 +73,17 @@ class Settings:
     http_connections_per_host: int = 64
     # Bytes of a response body kept as the attempt's excerpt; the rest is not read.
     response_excerpt_bytes: int = 4096
+
+    # --- Retries -----------------------------------------------------------
+    # Seconds to wait before attempts 2, 3, ...: the first attempt is immediate,
+    # then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts over about a day).
+    # Each distinct delay is a retry-tier topic.
+    retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
+    # Each scheduled delay is stretched or shrunk at random by up to this fraction,
+    # so a burst of failures does not come back as a burst.
+    retry_jitter: float = 0.2
+    # Least wait after a 429 or a timeout: the receiver is struggling.
+    retry_floor_s: float = 60.0
 
     # --- Control API -------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -172,6 +184,14 @@ class Settings:
             problems.append(f"{_env('redis_url')} must start with redis://, rediss:// or unix://")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             problems.append(f"{_env('log_level')} must be DEBUG, INFO, WARNING or ERROR")
+        try:
+            parse_schedule(self.retry_schedule_s)
+        except ValueError as exc:
+            problems.append(f"{_env('retry_schedule_s')}: {exc}")
+        if not 0 <= self.retry_jitter < 1:
+            problems.append(f"{_env('retry_jitter')} must be from 0 up to (not including) 1")
+        if self.retry_floor_s <= 0:
+            problems.append(f"{_env('retry_floor_s')} must be greater than 0")
         if self.admin_key and len(self.admin_key) < 16:
             problems.append(f"{_env('admin_key')} must be at least 16 characters")
         return problems
@@ -183,6 +203,15 @@ class Settings:
             value = getattr(self, f.name)
             env[_env(f.name)] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry schedule as the engine's policy."""
+        return RetryPolicy(
+            delays=parse_schedule(self.retry_schedule_s),
+            jitter=self.retry_jitter,
+            floor_s=self.retry_floor_s,
+        )
 
     @property
     def heartbeat_interval_ms(self) -> int:

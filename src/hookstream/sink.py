@@ -33,6 +33,7 @@ class Received:
     body: bytes
     verified: bool
     received_at: float
+    status: int = 204  # what the sink answered
 
     def payload(self) -> Any:
         """The parsed JSON body."""
@@ -47,11 +48,18 @@ class SinkRecorder:
     received: list[Received] = field(default_factory=list)
     accepted: int = 0
     rejected: int = 0
+    failed: int = 0  # deliveries answered with a scripted failure
     by_path: Counter[str] = field(default_factory=Counter)
+    seen: Counter[str] = field(default_factory=Counter)  # deliveries per webhook-id
 
     def stats(self) -> dict[str, Any]:
         """Counts as JSON-ready data."""
-        return {"accepted": self.accepted, "rejected": self.rejected, "by_path": self.by_path}
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "by_path": self.by_path,
+        }
 
 
 def create_sink_app(
@@ -61,10 +69,13 @@ def create_sink_app(
     printer: Callable[[Received], None] | None = None,
     clock: Callable[[], float] = time.time,
     latency_s: float = 0.0,
+    script: Callable[[int], tuple[int, dict[str, str]]] | None = None,
 ) -> web.Application:
     """The receiver app: POST any path to deliver; GET /stats for counts.
 
-    `latency_s` delays every answer, to play a slow receiver.
+    `latency_s` delays every answer, to play a slow receiver. `script` plays a
+    failing one: given how many times this webhook-id has arrived (1 on the
+    first), it returns the status and headers to answer with.
     """
 
     async def receive(request: web.Request) -> web.Response:
@@ -78,8 +89,11 @@ def create_sink_app(
             except (InvalidSignature, ValueError) as exc:
                 recorder.rejected += 1
                 return web.json_response({"error": str(exc)}, status=401)
+        webhook_id = headers.get("webhook-id", "")
+        recorder.seen[webhook_id] += 1
+        status, extra = script(recorder.seen[webhook_id]) if script else (204, {})
         received = Received(
-            webhook_id=headers.get("webhook-id", ""),
+            webhook_id=webhook_id,
             event_id=headers.get("hookstream-event-id", ""),
             attempt=int(headers.get("hookstream-attempt", "0") or 0),
             path=request.path,
@@ -87,14 +101,18 @@ def create_sink_app(
             body=body,
             verified=bool(secrets),
             received_at=clock(),
+            status=status,
         )
-        recorder.accepted += 1
-        recorder.by_path[request.path] += 1
         if recorder.keep:
             recorder.received.append(received)
+        if status >= 300:
+            recorder.failed += 1
+            return web.Response(status=status, headers=extra)
+        recorder.accepted += 1
+        recorder.by_path[request.path] += 1
         if printer is not None:
             printer(received)
-        return web.Response(status=204)
+        return web.Response(status=status, headers=extra)
 
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(recorder.stats())

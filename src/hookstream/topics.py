@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from hookstream.config import Settings
+from hookstream.engine.retry import tier_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class TopicNames:
         self.dlq = f"{p}dlq"
         self.router_group = f"{p}router"
         self.dispatcher_group = f"{p}dispatcher"
+        self.retry_tiers = {
+            delay: f"{p}retry.{tier_name(delay)}" for delay in settings.retry_policy.tiers()
+        }
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -48,6 +52,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(names.events, n, week),
         TopicSpec(names.deliveries, n, week),
+        # Retry tiers: co-partitioned with deliveries (same count, same key).
+        *(TopicSpec(topic, n, week) for topic in names.retry_tiers.values()),
         TopicSpec(names.attempts, n, week),
         TopicSpec(names.dlq, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         # Config is small and read whole by every process: one partition keeps

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -23,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hookstream import __version__
 from hookstream.config import Settings
+from hookstream.consumers.attempts import AttemptLog, attempt_entry
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
@@ -50,21 +53,43 @@ class Sender(Protocol):
 class FailureHandler(Protocol):
     """Where a failed attempt goes (retry tier, dead letters); must be durable on return."""
 
+    def wait_for(self, task: DeliveryTask, result: AttemptResult) -> float | None:
+        """Seconds until the next attempt, or None when no attempt is left."""
+        ...
+
     async def handle(
-        self, task: DeliveryTask, result: AttemptResult, verdict: Verdict, reason: str
+        self,
+        task: DeliveryTask,
+        result: AttemptResult,
+        verdict: Verdict,
+        reason: str,
+        wait_s: float | None,
     ) -> None:
         """Make the failure durable: when this returns, the record's offset may be committed."""
         ...
 
+    async def dead(self, task: DeliveryTask, reason: str) -> None:
+        """Park a task that will not be attempted at all."""
+        ...
+
 
 class LogFailures:
-    """Failure handling until retry tiers exist: one warning line per failed attempt."""
+    """Failure handling without retries (unit tests, tools): one warning line each."""
 
     def __init__(self) -> None:
         self.count = 0
 
+    def wait_for(self, task: DeliveryTask, result: AttemptResult) -> float | None:
+        """Never retry."""
+        return None
+
     async def handle(
-        self, task: DeliveryTask, result: AttemptResult, verdict: Verdict, reason: str
+        self,
+        task: DeliveryTask,
+        result: AttemptResult,
+        verdict: Verdict,
+        reason: str,
+        wait_s: float | None,
     ) -> None:
         """Count and log the failed attempt."""
         self.count += 1
@@ -72,6 +97,11 @@ class LogFailures:
             "delivery attempt failed",
             extra={**task.log_fields(), "verdict": verdict.value, "reason": reason},
         )
+
+    async def dead(self, task: DeliveryTask, reason: str) -> None:
+        """Count and log the parked task."""
+        self.count += 1
+        log.warning("delivery parked", extra={**task.log_fields(), "reason": reason})
 
 
 class Dispatcher:
@@ -84,6 +114,7 @@ class Dispatcher:
         sender: Sender,
         *,
         failures: FailureHandler | None = None,
+        attempt_log: AttemptLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -91,6 +122,9 @@ class Dispatcher:
         self._registry = registry
         self._sender = sender
         self._failures: FailureHandler = failures or LogFailures()
+        self._attempt_log = attempt_log
+        self._topics = [self._names.deliveries, *self._names.retry_tiers.values()]
+        self._resumers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._clock = clock
         self._window = asyncio.Semaphore(settings.in_flight)
         self._tracker = OffsetTracker()
@@ -113,7 +147,7 @@ class Dispatcher:
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self._settings.fetch_max_records,
         )
-        consumer.subscribe([self._names.deliveries], listener=_Rebalance(self))
+        consumer.subscribe(self._topics, listener=_Rebalance(self))
         self._consumer = consumer  # the rebalance listener may run inside start()
         await consumer.start()
         for name, loop in (("fetch", self._fetch_loop), ("commit", self._commit_loop)):
@@ -123,6 +157,8 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop fetching, let in-flight deliveries finish (bounded), commit, leave."""
+        for handle in self._resumers.values():
+            handle.cancel()
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -143,6 +179,8 @@ class Dispatcher:
             batch = await consumer.getmany(timeout_ms=1000)
             for tp, records in batch.items():
                 for record in records:
+                    if self._hold_until_due(tp, record):
+                        break  # the rest of this partition waits behind its head
                     await self._window.acquire()
                     if tp not in consumer.assignment():
                         self._window.release()  # revoked while we waited: its new owner has it
@@ -151,6 +189,26 @@ class Dispatcher:
                     task = asyncio.create_task(self._deliver(tp, record))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+
+    def _hold_until_due(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Pause a retry-tier partition whose head record is not due yet; True if paused."""
+        due_ms = _due_at_ms(record.headers)
+        wait_s = due_ms / 1000 - self._clock()
+        if wait_s <= 0:
+            return False
+        consumer = self._consumer
+        assert consumer is not None
+        consumer.pause(tp)
+        consumer.seek(tp, record.offset)  # read it again when due
+        loop = asyncio.get_running_loop()
+        self._resumers[tp] = loop.call_later(wait_s, self._resume, tp)
+        return True
+
+    def _resume(self, tp: TopicPartition) -> None:
+        self._resumers.pop(tp, None)
+        consumer = self._consumer
+        if consumer is not None and tp in consumer.assignment():
+            consumer.resume(tp)
 
     # -- sign → send → settle ----------------------------------------------
 
@@ -177,13 +235,23 @@ class Dispatcher:
             self.dropped += 1
             log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
             return
+        if endpoint.disabled:
+            await self._failures.dead(task, "endpoint disabled")
+            return
+        started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
         verdict, reason = judge(result)
+        wait_s = self._failures.wait_for(task, result) if verdict is Verdict.RETRY else None
+        entry = attempt_entry(task, result, verdict, started_at)
+        if self._attempt_log is not None:
+            next_at = None if wait_s is None else started_at + wait_s
+            await self._attempt_log.record(task, entry, result, next_at)
         if verdict is Verdict.DELIVERED:
             self.delivered += 1
             return
         self.failed += 1
-        await self._failures.handle(task, result, verdict, reason)
+        task = replace(task, history=orjson.dumps(task.with_attempt(entry)))
+        await self._failures.handle(task, result, verdict, reason, wait_s)
 
     def _sign(self, task: DeliveryTask, endpoint: Endpoint) -> OutgoingRequest:
         key = self._keys.get(endpoint.secret)
@@ -245,6 +313,9 @@ class Dispatcher:
         await self._commit(only=revoked)
         for tp in revoked:
             self._tracker.forget(tp)
+            resumer = self._resumers.pop(tp, None)
+            if resumer is not None:
+                resumer.cancel()
 
     # -- failure -----------------------------------------------------------
 
@@ -256,6 +327,16 @@ class Dispatcher:
         if self.failure is None:
             self.failure = exc
             log.critical("dispatcher failed", exc_info=exc)
+
+
+def _due_at_ms(headers: Sequence[tuple[str, bytes]]) -> int:
+    for name, value in headers:
+        if name == "due_at":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -11,13 +11,19 @@ import logging
 import time
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 
 from hookstream.config import Settings
+from hookstream.consumers.attempts import AttemptLog
 from hookstream.consumers.dispatcher import Dispatcher, FailureHandler
+from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.http import build_session
 from hookstream.consumers.registry import EndpointRegistry
+from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
 from hookstream.engine.sender import HttpSender
+from hookstream.kafka import producer_options
+from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +33,15 @@ class Worker:
 
     def __init__(self, settings: Settings, *, failures: FailureHandler | None = None) -> None:
         self.settings = settings
-        self.registry = EndpointRegistry(settings)
+        # Writable: a 410 answer disables its endpoint.
+        self.registry = EndpointRegistry(settings, writable=True)
         self.router = Router(settings, self.registry)
         self._failures = failures
         self._session: aiohttp.ClientSession | None = None
+        self._producer: AIOKafkaProducer | None = None
         self.dispatcher: Dispatcher | None = None
+        self.retry_tiers: RetryTiers | None = None
+        self.dead_letters: DeadLetters | None = None
 
     async def start(self) -> None:
         """Load the registry, then join the router and dispatcher groups together."""
@@ -44,7 +54,24 @@ class Worker:
             timeout_s=self.settings.http_timeout_s,
             excerpt_bytes=self.settings.response_excerpt_bytes,
         )
-        self.dispatcher = Dispatcher(self.settings, self.registry, sender, failures=self._failures)
+        names = TopicNames(self.settings)
+        self._producer = AIOKafkaProducer(**producer_options(self.settings, client_id="worker"))
+        await self._producer.start()
+        self.dead_letters = DeadLetters(self._producer, names.dlq)
+        self.retry_tiers = RetryTiers(
+            self.settings.retry_policy,
+            names.retry_tiers,
+            self._producer,
+            self.dead_letters,
+            self.registry,
+        )
+        self.dispatcher = Dispatcher(
+            self.settings,
+            self.registry,
+            sender,
+            failures=self._failures or self.retry_tiers,
+            attempt_log=AttemptLog(self._producer, names.attempts),
+        )
         await asyncio.gather(self.router.start(), self.dispatcher.start())
         log.info("worker started", extra={"topic_prefix": self.settings.topic_prefix})
 
@@ -58,6 +85,8 @@ class Worker:
         router_s = time.monotonic() - started
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self._producer is not None:
+            await self._producer.stop()
         if self._session is not None:
             await self._session.close()
         await self.registry.stop()

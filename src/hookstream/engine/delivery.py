@@ -18,6 +18,7 @@ from hookstream.engine.event import Event
 from hookstream.errors import FieldProblem, InvalidInput
 
 Headers = Sequence[tuple[str, bytes]]
+_TEXT_HEADERS = frozenset({"message_id", "event_id", "endpoint_id", "tenant", "event_type"})
 
 
 def message_id_for(event_id: str, endpoint_id: str) -> str:
@@ -42,6 +43,8 @@ class DeliveryTask:
     event_type: str
     body: bytes
     attempt: int = 1
+    due_at_ms: int = 0  # not before this time (epoch ms); 0 = now
+    history: bytes = b"[]"  # the last attempts, JSON, carried to the dead letter
 
     @classmethod
     def for_event(cls, event: Event, endpoint_id: str, body: bytes) -> DeliveryTask:
@@ -64,6 +67,8 @@ class DeliveryTask:
             ("tenant", self.tenant.encode()),
             ("event_type", self.event_type.encode()),
             ("attempt", b"%d" % self.attempt),
+            ("due_at", b"%d" % self.due_at_ms),
+            ("history", self.history),
         ]
 
     @classmethod
@@ -80,7 +85,8 @@ class DeliveryTask:
             raise InvalidInput([FieldProblem("record", f"delivery record lacks {what}")])
         try:
             attempt = int(found.get("attempt", b"1"))
-            text = {k: v.decode() for k, v in found.items() if k != "attempt"}
+            due_at_ms = int(found.get("due_at", b"0"))
+            text = {k: v.decode() for k, v in found.items() if k in _TEXT_HEADERS}
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput([FieldProblem("record", "undecodable delivery headers")]) from None
         return cls(
@@ -91,11 +97,25 @@ class DeliveryTask:
             event_type=text["event_type"],
             body=value,
             attempt=attempt,
+            due_at_ms=due_at_ms,
+            history=found.get("history", b"[]"),
         )
 
-    def next_attempt(self) -> DeliveryTask:
-        """The same task, one attempt later."""
-        return replace(self, attempt=self.attempt + 1)
+    def next_attempt(
+        self, *, due_at_ms: int = 0, history: list[dict[str, Any]] | None = None
+    ) -> DeliveryTask:
+        """The same task, one attempt later, due at `due_at_ms`, with `history` kept."""
+        return replace(
+            self,
+            attempt=self.attempt + 1,
+            due_at_ms=due_at_ms,
+            history=self.history if history is None else orjson.dumps(history),
+        )
+
+    def with_attempt(self, entry: dict[str, Any], keep: int = 5) -> list[dict[str, Any]]:
+        """The history including `entry`, the last `keep` attempts only."""
+        history: list[dict[str, Any]] = orjson.loads(self.history)
+        return [*history, entry][-keep:]
 
     def log_fields(self) -> dict[str, Any]:
         """Fields for the one structured log line per outcome."""

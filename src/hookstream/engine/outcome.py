@@ -29,6 +29,7 @@ class AttemptResult:
     excerpt: bytes = b""
     retriable_error: bool = True
     abort_requested: bool = False  # receiver answered `webhook-delivery: abort-message`
+    retry_after: str | None = None  # the Retry-After header, as sent
 
     @property
     def ok(self) -> bool:

@@ -60,6 +60,7 @@ class HttpSender:
                     duration_ms=_ms_since(started),
                     excerpt=excerpt,
                     abort_requested=abort,
+                    retry_after=response.headers.get("Retry-After"),
                 )
         except TimeoutError as exc:
             error: DeliveryError = EndpointTimeout(str(exc) or "timed out")

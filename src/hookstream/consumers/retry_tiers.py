@@ -1,0 +1,96 @@
+"""Retry tiers: failed deliveries wait in Kafka, not in memory, until they are due.
+
+`RetryTiers` is the dispatcher's failure handler. A retryable failure is
+written to the tier topic for its wait, with its due time and attempt history
+in headers; an exhausted or final one goes to the dead letters; a 410 also
+disables the endpoint. Each write is acknowledged before the source offset may
+be committed, so a crash at any point re-delivers rather than loses.
+
+Reading tiers back is the dispatcher's job: it consumes every tier in the same
+group as `deliveries` (same partitions, same key), pausing a tier partition
+until its head record is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer
+
+from hookstream.consumers.dlq import DeadLetters
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.engine.delivery import DeliveryTask
+from hookstream.engine.outcome import AttemptResult, Verdict
+from hookstream.engine.retry import RetryPolicy, next_wait, tier_for
+
+log = logging.getLogger(__name__)
+
+
+class RetryTiers:
+    """Puts failed attempts where they belong: a retry tier or the dead letters."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        tier_topics: dict[float, str],
+        producer: AIOKafkaProducer,
+        dead_letters: DeadLetters,
+        registry: EndpointRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._policy = policy
+        self._tiers = tuple(sorted(tier_topics))
+        self._topics = tier_topics
+        self._producer = producer
+        self._dead = dead_letters
+        self._registry = registry
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.scheduled = 0
+
+    def wait_for(self, task: DeliveryTask, result: AttemptResult) -> float | None:
+        """Seconds until the next attempt of `task` after `result`, or None when exhausted."""
+        return next_wait(self._policy, task.attempt, result, now=self._clock(), rng=self._rng)
+
+    async def handle(
+        self,
+        task: DeliveryTask,
+        result: AttemptResult,
+        verdict: Verdict,
+        reason: str,
+        wait_s: float | None,
+    ) -> None:
+        """Make the failure durable: a tier record, or a dead letter (and a disable on 410)."""
+        if verdict is Verdict.RETRY and wait_s is not None:
+            await self._schedule(task, wait_s)
+            return
+        if verdict is Verdict.RETRY:
+            reason = f"attempts exhausted ({task.attempt}); last: {reason}"
+        if result.status == 410:
+            await self._disable(task.endpoint_id)
+        await self._dead.write(task, reason)
+
+    async def dead(self, task: DeliveryTask, reason: str) -> None:
+        """Park a task that will not be attempted (its endpoint is disabled)."""
+        await self._dead.write(task, reason)
+
+    async def _schedule(self, task: DeliveryTask, wait_s: float) -> None:
+        tier = tier_for(self._tiers, wait_s)
+        due_at_ms = int((self._clock() + wait_s) * 1000)
+        nxt = task.next_attempt(due_at_ms=due_at_ms)
+        await self._producer.send_and_wait(
+            self._topics[tier], value=nxt.body, key=nxt.endpoint_id.encode(), headers=nxt.headers()
+        )
+        self.scheduled += 1
+
+    async def _disable(self, endpoint_id: str) -> None:
+        endpoint = self._registry.get(endpoint_id)
+        if endpoint is None or endpoint.disabled:
+            return
+        await self._registry.put(endpoint.with_changes(disabled=True))
+        log.warning("endpoint disabled: it answered 410 Gone", extra={"endpoint_id": endpoint_id})

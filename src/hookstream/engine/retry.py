@@ -1,0 +1,105 @@
+"""When to try a failed delivery again, and through which retry tier.
+
+Pure: takes the attempt's result, the policy and a clock value, returns a
+decision. Retry tiers are Kafka topics with a fixed delay each; a record waits
+in the tier whose delay is the largest not above the wait it needs, and carries
+its exact due time, so a tier's partition is paused until its head is due.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from hookstream.engine.outcome import AttemptResult
+
+# Statuses whose Retry-After header is honoured.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The schedule: `delays[i]` is the wait before attempt i + 2 (the first is immediate)."""
+
+    delays: tuple[float, ...]
+    jitter: float = 0.2
+    floor_s: float = 60.0  # least wait after a 429 or a timeout
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts in all: the immediate one plus one per delay."""
+        return len(self.delays) + 1
+
+    def tiers(self) -> tuple[float, ...]:
+        """The distinct delays a retry can wait: the schedule's, plus the floor."""
+        return tuple(sorted({*self.delays, self.floor_s}))
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """ "5,300,1800" → (5.0, 300.0, 1800.0); ValueError naming what is wrong."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError("expected comma-separated seconds, for example 5,300,1800") from None
+    if any(d <= 0 for d in delays):
+        raise ValueError("every delay must be greater than 0")
+    return delays
+
+
+def tier_name(delay_s: float) -> str:
+    """A topic-safe name for a tier: 200ms, 5s, 300s."""
+    if delay_s < 1:
+        return f"{round(delay_s * 1000)}ms"
+    if delay_s == int(delay_s):
+        return f"{int(delay_s)}s"
+    return f"{round(delay_s * 1000)}ms"
+
+
+def tier_for(tiers: tuple[float, ...], wait_s: float) -> float:
+    """The tier a record needing `wait_s` waits in: the largest tier delay not above it."""
+    fitting = [t for t in tiers if t <= wait_s]
+    return fitting[-1] if fitting else tiers[0]
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def next_wait(
+    policy: RetryPolicy,
+    attempt: int,
+    result: AttemptResult,
+    *,
+    now: float,
+    rng: random.Random,
+) -> float | None:
+    """Seconds to wait before the next attempt after `attempt` failed; None when exhausted.
+
+    The scheduled delay gets ±jitter. A 429/503 Retry-After raises it, up to
+    twice the scheduled delay. After a 429 or a timeout the wait is at least
+    the policy's floor.
+    """
+    if attempt >= policy.max_attempts:
+        return None
+    scheduled = policy.delays[attempt - 1]
+    wait = scheduled * (1 + rng.uniform(-policy.jitter, policy.jitter))
+    if result.status in RETRY_AFTER_STATUSES:
+        asked = parse_retry_after(result.retry_after, now)
+        if asked is not None:
+            wait = min(max(wait, asked), 2 * scheduled)
+    if result.status == 429 or result.error_class == "timeout":
+        wait = max(wait, policy.floor_s)
+    return wait

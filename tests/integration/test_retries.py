@@ -1,0 +1,243 @@
+"""Retries through Kafka tiers, dead letters, 410, abort, Retry-After — nothing lost.
+
+Tiers are scaled down (hundreds of milliseconds) so the schedule runs in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from hookstream.config import Settings
+from hookstream.consumers.worker import Worker
+from hookstream.engine.delivery import message_id_for
+from hookstream.producers import EventPublisher
+from hookstream.topics import TopicNames, ensure_topics
+from tests.conftest import EndpointFactory, SinkFactory, eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def fast(settings: Settings) -> Settings:
+    """Four retries 200 ms apart, no jitter, a 500 ms floor."""
+    scaled = settings.replace(
+        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5
+    )
+    await ensure_topics(scaled)
+    return scaled
+
+
+@pytest.fixture
+async def worker(fast: Settings) -> AsyncIterator[Worker]:
+    running = Worker(fast)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def _read(settings: Settings, topic: str, expect: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        for _ in range(100):
+            batch = await consumer.getmany(timeout_ms=100)
+            records.extend(r for rs in batch.values() for r in rs)
+            if len(records) >= expect:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _read_until(
+    settings: Settings, topic: str, expect: int, timeout: float = 60
+) -> list[Any]:
+    records: list[Any] = []
+
+    async def poll() -> None:
+        nonlocal records
+        records = await _read(settings, topic, expect)
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(records) < expect and asyncio.get_running_loop().time() < deadline:
+        await poll()
+    assert len(records) >= expect, f"only {len(records)} of {expect} records in {topic}"
+    return records
+
+
+async def _publish(settings: Settings, count: int, tenant: str = "acme") -> list[str]:
+    async with EventPublisher(settings) as publisher:
+        return await publisher.publish_many(
+            {"type": "order.paid", "tenant": tenant, "data": {"i": i}} for i in range(count)
+        )
+
+
+async def test_fail_three_times_then_delivered_on_attempt_4_with_one_webhook_id(
+    fast: Settings, worker: Worker, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {}) if n <= 3 else (204, {}))
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    ids = await _publish(fast, 30)
+    await eventually(lambda: sink.event_ids() == set(ids), timeout=60)
+
+    by_event: dict[str, list[Any]] = defaultdict(list)
+    for r in sink.recorder.received:
+        by_event[r.event_id].append(r)
+    for event_id, deliveries in by_event.items():
+        assert [d.attempt for d in deliveries] == [1, 2, 3, 4]
+        assert [d.status for d in deliveries] == [500, 500, 500, 204]
+        assert {d.webhook_id for d in deliveries} == {message_id_for(event_id, endpoint.id)}
+        # A fresh timestamp (and so signature) on every attempt.
+        stamps = [d.headers["webhook-timestamp"] for d in deliveries]
+        assert stamps == sorted(stamps)
+
+    attempts = await _read(fast, TopicNames(fast).attempts, 120)
+    logged: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    for record in attempts:
+        body = orjson.loads(record.value)
+        logged[body["event_id"]].append((body["attempt"], body["status"], body["outcome"]))
+    assert set(logged) == set(ids)
+    for entries in logged.values():
+        assert sorted(entries) == [
+            (1, 500, "retry"),
+            (2, 500, "retry"),
+            (3, 500, "retry"),
+            (4, 204, "delivered"),
+        ]
+
+
+async def test_a_receiver_down_for_the_whole_schedule_dead_letters_every_message(
+    fast: Settings, worker: Worker, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {}))
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    ids = await _publish(fast, 20)
+    dead = await _read_until(fast, TopicNames(fast).dlq, 20)
+    assert {dict(r.headers)["event_id"].decode() for r in dead} == set(ids)
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["reason"].decode().startswith("attempts exhausted (5)")
+        history = orjson.loads(headers["history"])
+        assert [h["attempt"] for h in history] == [1, 2, 3, 4, 5]
+        assert {h["status"] for h in history} == {500}
+        assert record.key == endpoint.id.encode()
+    # Each dead letter follows its fifth failed attempt: 20 x 5 attempts, 20 x 4 retries.
+    assert sink.recorder.failed == 100
+    assert worker.retry_tiers is not None
+    assert worker.retry_tiers.scheduled == 80
+
+
+async def test_410_disables_the_endpoint_and_parks_its_messages(
+    fast: Settings, worker: Worker, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (410, {}))
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    ids = await _publish(fast, 5)
+    dead = await _read_until(fast, TopicNames(fast).dlq, 5)
+    assert {dict(r.headers)["event_id"].decode() for r in dead} == set(ids)
+    reasons = {dict(r.headers)["reason"].decode() for r in dead}
+    assert reasons <= {"http 410: endpoint gone", "endpoint disabled"}
+    assert "http 410: endpoint gone" in reasons
+
+    def disabled() -> bool:
+        current = worker.registry.get(endpoint.id)
+        return current is not None and current.disabled
+
+    await eventually(disabled, timeout=10)
+    # Events after the 410 are not routed to the disabled endpoint at all: a
+    # healthy endpoint of the same tenant gets a later marker event meanwhile.
+    before = len(sink.recorder.received)
+    later = await _publish(fast, 3)
+    marker_sink = await sink_factory()
+    await endpoint_factory(marker_sink.url, "acme", ["*"])
+    marker = await _publish(fast, 1)
+    await eventually(lambda: marker[0] in marker_sink.event_ids(), timeout=30)
+    assert len(sink.recorder.received) == before
+    assert not (set(later) & {r.event_id for r in sink.recorder.received})
+
+
+async def test_abort_message_header_stops_retries(
+    fast: Settings, worker: Worker, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {"webhook-delivery": "abort-message"}))
+    await endpoint_factory(sink.url, "acme", ["*"])
+    ids = await _publish(fast, 3)
+    dead = await _read_until(fast, TopicNames(fast).dlq, 3)
+    assert {dict(r.headers)["reason"].decode() for r in dead} == {
+        "receiver asked to abort the message"
+    }
+    assert {dict(r.headers)["event_id"].decode() for r in dead} == set(ids)
+    assert sink.recorder.failed == 3  # one attempt each, never retried
+
+
+async def test_retry_after_is_honoured_and_clamped_to_twice_the_schedule(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    slow = settings.replace(retry_schedule_s="0.5", retry_jitter=0.0, retry_floor_s=0.5)
+    await ensure_topics(slow)
+    sink = await sink_factory(
+        script=lambda n: (503, {"Retry-After": "30"}) if n == 1 else (204, {})
+    )
+    await endpoint_factory(sink.url, "acme", ["*"])
+    worker = Worker(slow)
+    await worker.start()
+    try:
+        ids = await _publish(slow, 1)
+        await eventually(lambda: sink.event_ids() == set(ids), timeout=30)
+    finally:
+        await worker.stop()
+    first, second = sink.recorder.received
+    gap = second.received_at - first.received_at
+    # Not the scheduled 0.5 s (Retry-After raised it), not 30 s (clamped to 2 x 0.5 s).
+    assert 0.95 <= gap < 10, gap
+
+
+async def test_sigkill_with_1000_messages_in_a_retry_tier_loses_none(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory, tmp_path: Path
+) -> None:
+    tiered = settings.replace(retry_schedule_s="4", retry_jitter=0.0, retry_floor_s=4)
+    await ensure_topics(tiered)
+    sink = await sink_factory(script=lambda n: (500, {}) if n == 1 else (204, {}))
+    await endpoint_factory(sink.url, "acme", ["*"])
+    ids = await _publish(tiered, 1000)
+    log = tmp_path / "worker.log"
+    env = {**os.environ, **tiered.to_env()}
+
+    def start() -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hookstream", "worker"],
+                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            )  # fmt: skip
+
+    worker = start()
+    try:
+        # Every message failed once, so every one waits in the 4 s tier.
+        await eventually(lambda: sink.recorder.failed >= 1000, timeout=90, message="first attempts")
+        assert sink.event_ids() == set()
+        worker.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(worker.wait)
+        worker = start()
+        await eventually(
+            lambda: sink.event_ids() == set(ids),
+            timeout=120,
+            message=lambda: f"{len(set(ids) - sink.event_ids())} never delivered",
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.to_thread(worker.wait), 60)
