@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from redis.asyncio import Redis
 
-from hookstream.api import endpoints, events
+from hookstream.api import attempts, endpoints, events
 from hookstream.api.auth import auth_middleware
 from hookstream.api.problems import json_response, problem_middleware
-from hookstream.api.state import PUBLISHER, REGISTRY, SETTINGS
+from hookstream.api.state import PUBLISHER, REDIS, REGISTRY, SETTINGS
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.errors import ConfigError
@@ -37,6 +38,7 @@ def create_app(
     app[SETTINGS] = settings
     app.add_routes(endpoints.routes)
     app.add_routes(events.routes)
+    app.add_routes(attempts.routes)
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_clients(settings, registry, publisher))
     return app
@@ -58,7 +60,9 @@ def _clients(
             await app[REGISTRY].start()
         if own_publisher:
             await app[PUBLISHER].start()
+        app[REDIS] = Redis.from_url(settings.redis_url)
         yield
+        await app[REDIS].aclose()
         if own_publisher:
             await app[PUBLISHER].stop()
         if own_registry:

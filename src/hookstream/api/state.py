@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
@@ -11,3 +12,4 @@ from hookstream.producers import EventPublisher
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", EndpointRegistry)
 PUBLISHER = web.AppKey("publisher", EventPublisher)
+REDIS = web.AppKey("redis", Redis)

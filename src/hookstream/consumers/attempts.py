@@ -21,7 +21,7 @@ def attempt_entry(
     """The compact form kept in a task's history and in the attempt log."""
     entry: dict[str, Any] = {
         "attempt": task.attempt,
-        "started_at": round(started_at, 3),
+        "started_at": round(started_at, 6),
         "duration_ms": round(result.duration_ms, 1),
         "outcome": verdict.value,
     }

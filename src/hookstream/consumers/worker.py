@@ -12,8 +12,10 @@ import time
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 
 from hookstream.config import Settings
+from hookstream.consumers.attempt_index import AttemptIndex
 from hookstream.consumers.attempts import AttemptLog
 from hookstream.consumers.dispatcher import Dispatcher, FailureHandler
 from hookstream.consumers.dlq import DeadLetters
@@ -40,6 +42,8 @@ class Worker:
         self._session: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
         self.dispatcher: Dispatcher | None = None
+        self._redis: Redis | None = None
+        self.attempt_index: AttemptIndex | None = None
         self.retry_tiers: RetryTiers | None = None
         self.dead_letters: DeadLetters | None = None
 
@@ -72,7 +76,11 @@ class Worker:
             failures=self._failures or self.retry_tiers,
             attempt_log=AttemptLog(self._producer, names.attempts),
         )
-        await asyncio.gather(self.router.start(), self.dispatcher.start())
+        self._redis = Redis.from_url(self.settings.redis_url)
+        self.attempt_index = AttemptIndex(self.settings, self._redis)
+        await asyncio.gather(
+            self.router.start(), self.dispatcher.start(), self.attempt_index.start()
+        )
         log.info("worker started", extra={"topic_prefix": self.settings.topic_prefix})
 
     async def stop(self) -> None:
@@ -85,6 +93,10 @@ class Worker:
         router_s = time.monotonic() - started
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self.attempt_index is not None:
+            await self.attempt_index.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
         if self._producer is not None:
             await self._producer.stop()
         if self._session is not None:

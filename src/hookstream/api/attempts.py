@@ -1,0 +1,93 @@
+"""Routes for attempts and message status, read from the Redis attempt index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hookstream.api.problems import BadRequest, NotFound, json_response
+from hookstream.api.state import REDIS, REGISTRY, SETTINGS
+from hookstream.consumers.attempt_index import endpoint_key, message_key
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 250
+
+
+@routes.get("/v1/endpoints/{endpoint_id}/attempts")
+async def endpoint_attempts(request: web.Request) -> web.Response:
+    """An endpoint's recent attempts, newest first, in cursor pages (`limit`, `after`).
+
+    The cursor is `<score>:<skip>`: continue at that score (start time in µs),
+    skipping the items of exactly that score already returned. Redis orders
+    equal scores by member, so pages neither repeat nor miss items when
+    attempts share a start time.
+    """
+    endpoint_id = request.match_info["endpoint_id"]
+    if request.app[REGISTRY].get(endpoint_id) is None:
+        raise NotFound(f"no endpoint {endpoint_id}")
+    limit, cursor = _page_params(request)
+    key = endpoint_key(request.app[SETTINGS], endpoint_id)
+    upper, skip = ("+inf", 0) if cursor is None else (str(cursor[0]), cursor[1])
+    rows: list[Any] = await request.app[REDIS].zrevrangebyscore(
+        key, upper, "-inf", start=skip, num=limit, withscores=True
+    )
+    body: dict[str, Any] = {"data": [_attempt(member) for member, _ in rows], "next": None}
+    if len(rows) == limit:
+        last = int(rows[-1][1])
+        at_last = sum(1 for _, s in rows if int(s) == last)
+        if cursor is not None and cursor[0] == last:
+            at_last += skip
+        body["next"] = f"{request.path}?limit={limit}&after={last}:{at_last}"
+    return json_response(body)
+
+
+@routes.get("/v1/messages/{message_id}")
+async def message_status(request: web.Request) -> web.Response:
+    """A message's state (delivered, retrying with the next time, dead) and its attempts."""
+    message_id = request.match_info["message_id"]
+    key = message_key(request.app[SETTINGS], message_id)
+    rows: list[Any] = await request.app[REDIS].zrange(key, 0, -1)
+    if not rows:
+        raise NotFound(f"no attempts recorded for message {message_id}")
+    attempts = [_attempt(member) for member in rows]
+    latest = attempts[-1]
+    state = {"delivered": "delivered", "dead": "dead"}.get(latest["outcome"], "retrying")
+    if state == "retrying" and latest.get("next_attempt_at") is None:
+        state = "dead"
+    return json_response(
+        {
+            "id": message_id,
+            "event_id": latest["event_id"],
+            "endpoint_id": latest["endpoint_id"],
+            "state": state,
+            "next_attempt_at": latest.get("next_attempt_at") if state == "retrying" else None,
+            "attempts": attempts,
+        }
+    )
+
+
+def _attempt(member: Any) -> dict[str, Any]:
+    decoded: dict[str, Any] = orjson.loads(member)
+    return decoded
+
+
+def _page_params(request: web.Request) -> tuple[int, tuple[int, int] | None]:
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be 1-{MAX_LIMIT}")
+    if "after" not in request.query:
+        return limit, None
+    score, _, skip = request.query["after"].partition(":")
+    try:
+        cursor = (int(score), int(skip or 0))
+    except ValueError:
+        raise BadRequest("after must be a cursor from a previous page's next link") from None
+    if cursor[1] < 0:
+        raise BadRequest("after must be a cursor from a previous page's next link")
+    return limit, cursor

@@ -1,0 +1,113 @@
+"""The recent-attempt index: the `attempts` topic, indexed in Redis for the API.
+
+Soft state. It is built by its own consumer group from the `attempts` topic,
+one Redis pipeline per fetched batch, and committed only after Redis accepted
+the batch; so Redis being down stalls the index (offsets stop advancing) and
+never delivery, and a FLUSHALL empties it until new attempts arrive.
+
+Keys (prefix = topic prefix):
+  <prefix>attempts:endpoint:<id>  sorted set, score = started_at in µs, newest 1,000 kept
+  <prefix>attempts:message:<id>   the same per message (webhook-id), kept 7 days
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hookstream.config import Settings
+from hookstream.kafka import consumer_options
+from hookstream.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+KEEP_PER_ENDPOINT = 1000
+MESSAGE_TTL_S = 7 * 24 * 3600
+
+
+def endpoint_key(settings: Settings, endpoint_id: str) -> str:
+    """Redis key of an endpoint's recent attempts."""
+    return f"{settings.topic_prefix}attempts:endpoint:{endpoint_id}"
+
+
+def message_key(settings: Settings, message_id: str) -> str:
+    """Redis key of a message's attempts."""
+    return f"{settings.topic_prefix}attempts:message:{message_id}"
+
+
+def score(attempt: dict[str, Any]) -> int:
+    """Sort key: start time in microseconds (unique per endpoint in practice)."""
+    return int(float(attempt["started_at"]) * 1_000_000)
+
+
+class AttemptIndex:
+    """Consumes `attempts` and keeps the Redis index current."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._names = TopicNames(settings)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.indexed = 0
+
+    async def start(self) -> None:
+        """Join the index group and start indexing."""
+        self._consumer = AIOKafkaConsumer(
+            self._names.attempts,
+            **consumer_options(self._settings, client_id="attempt-index"),
+            group_id=f"{self._settings.topic_prefix}attempt-index",
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="attempt-index")
+
+    async def stop(self) -> None:
+        """Stop indexing and leave the group."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+            records = [orjson.loads(r.value) for rs in batch.values() for r in rs if r.value]
+            if not records:
+                continue
+            backoff = 0.1
+            while True:
+                try:
+                    await self._write(records)
+                    break
+                except RedisError as exc:
+                    log.warning("attempt index paused: Redis down", extra={"error": str(exc)})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            await consumer.commit()
+            self.indexed += len(records)
+
+    async def _write(self, records: list[dict[str, Any]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        endpoints = set()
+        for attempt in records:
+            member = orjson.dumps(attempt)
+            ep_key = endpoint_key(self._settings, attempt["endpoint_id"])
+            msg_key = message_key(self._settings, attempt["message_id"])
+            pipe.zadd(ep_key, {member: score(attempt)})
+            pipe.zadd(msg_key, {member: score(attempt)})
+            pipe.expire(msg_key, MESSAGE_TTL_S)
+            endpoints.add(ep_key)
+        for key in endpoints:
+            pipe.zremrangebyrank(key, 0, -KEEP_PER_ENDPOINT - 1)
+        await pipe.execute()

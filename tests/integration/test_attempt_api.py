@@ -1,0 +1,173 @@
+"""Attempts and message status through the API; Redis is soft state only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from hookstream.api import create_app
+from hookstream.config import Settings
+from hookstream.consumers.attempt_index import endpoint_key, score
+from hookstream.consumers.worker import Worker
+from hookstream.engine.delivery import message_id_for
+from hookstream.producers import EventPublisher
+from hookstream.topics import ensure_topics
+from tests.conftest import ADMIN_KEY, EndpointFactory, SinkFactory, eventually
+
+pytestmark = pytest.mark.integration
+
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+async def fast(settings: Settings) -> Settings:
+    scaled = settings.replace(
+        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5
+    )
+    await ensure_topics(scaled)
+    return scaled
+
+
+@pytest.fixture
+async def client(fast: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(fast))) as test_client:
+        yield test_client
+
+
+async def _publish(settings: Settings, count: int) -> list[str]:
+    async with EventPublisher(settings) as publisher:
+        return await publisher.publish_many(
+            {"type": "order.paid", "tenant": "acme", "data": {"i": i}} for i in range(count)
+        )
+
+
+async def test_attempts_are_visible_with_numbers_and_statuses(
+    fast: Settings,
+    client: TestClient[Any, Any],
+    sink_factory: SinkFactory,
+    endpoint_factory: EndpointFactory,
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {}) if n <= 3 else (204, {}))
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    worker = Worker(fast)
+    await worker.start()
+    try:
+        ids = await _publish(fast, 10)
+        await eventually(lambda: sink.event_ids() == set(ids), timeout=60)
+        index = worker.attempt_index
+        assert index is not None
+        await eventually(lambda: index.indexed >= 40, timeout=30, message="index lags")
+    finally:
+        await worker.stop()
+
+    message_id = message_id_for(ids[0], endpoint.id)
+    response = await client.get(f"/v1/messages/{message_id}", headers=AUTH)
+    assert response.status == 200
+    body = await response.json()
+    assert body["state"] == "delivered"
+    assert body["event_id"] == ids[0]
+    assert [(a["attempt"], a["status"]) for a in body["attempts"]] == [
+        (1, 500),
+        (2, 500),
+        (3, 500),
+        (4, 204),
+    ]
+
+    # Newest first, across pages of 7, nothing repeated or missed.
+    seen: list[dict[str, Any]] = []
+    url: str | None = f"/v1/endpoints/{endpoint.id}/attempts?limit=7"
+    while url:
+        page = await (await client.get(url, headers=AUTH)).json()
+        seen.extend(page["data"])
+        url = page["next"]
+    assert len(seen) == 40
+    starts = [a["started_at"] for a in seen]
+    assert starts == sorted(starts, reverse=True)
+    assert len({(a["message_id"], a["attempt"]) for a in seen}) == 40
+
+
+async def test_a_retrying_message_shows_its_next_attempt(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    slow = settings.replace(retry_schedule_s="120", retry_jitter=0.0, retry_floor_s=120)
+    await ensure_topics(slow)
+    sink = await sink_factory(script=lambda n: (503, {}))
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    worker = Worker(slow)
+    await worker.start()
+    try:
+        ids = await _publish(slow, 1)
+        index = worker.attempt_index
+        assert index is not None
+        await eventually(lambda: index.indexed >= 1, timeout=30)
+    finally:
+        await worker.stop()
+    async with TestClient(TestServer(create_app(slow))) as client:
+        body = await (
+            await client.get(f"/v1/messages/{message_id_for(ids[0], endpoint.id)}", headers=AUTH)
+        ).json()
+    assert body["state"] == "retrying"
+    started = body["attempts"][0]["started_at"]
+    assert body["next_attempt_at"] == pytest.approx(started + 120, abs=1)
+
+
+async def test_unknown_messages_and_bad_pages_are_problems(
+    client: TestClient[Any, Any], endpoint_factory: EndpointFactory
+) -> None:
+    assert (await client.get("/v1/messages/msg_nope", headers=AUTH)).status == 404
+    assert (await client.get("/v1/endpoints/ep_nope/attempts", headers=AUTH)).status == 404
+    endpoint = await endpoint_factory("http://127.0.0.1:9/x", "acme", ["*"])
+    for query in ("limit=0", "limit=999", "limit=x", "after=yesterday"):
+        response = await client.get(f"/v1/endpoints/{endpoint.id}/attempts?{query}", headers=AUTH)
+        assert response.status == 400, query
+        assert response.content_type == "application/problem+json"
+
+
+async def test_redis_flushall_mid_run_loses_no_webhook(
+    fast: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {}) if n <= 2 else (204, {}))
+    await endpoint_factory(sink.url, "acme", ["*"])
+    worker = Worker(fast)
+    await worker.start()
+    redis = Redis.from_url(fast.redis_url)
+    try:
+        ids = await _publish(fast, 200)
+        await eventually(lambda: sink.recorder.failed >= 100, timeout=60)
+        await redis.flushall()
+        await eventually(
+            lambda: sink.event_ids() == set(ids),
+            timeout=90,
+            message=lambda: f"{len(set(ids) - sink.event_ids())} never delivered",
+        )
+    finally:
+        await redis.aclose()
+        await worker.stop()
+
+
+async def test_pages_neither_repeat_nor_miss_attempts_sharing_a_start_time(
+    fast: Settings, client: TestClient[Any, Any], endpoint_factory: EndpointFactory
+) -> None:
+    endpoint = await endpoint_factory("http://127.0.0.1:9/x", "acme", ["*"])
+    redis = Redis.from_url(fast.redis_url)
+    try:
+        key = endpoint_key(fast, endpoint.id)
+        # 25 attempts over just three distinct start times.
+        for i in range(25):
+            started = 1_800_000_000 + i % 3
+            attempt = {"message_id": f"msg_{i}", "attempt": 1, "started_at": started}
+            await redis.zadd(key, {orjson.dumps(attempt): score(attempt)})
+    finally:
+        await redis.aclose()
+    seen: list[str] = []
+    url: str | None = f"/v1/endpoints/{endpoint.id}/attempts?limit=4"
+    while url:
+        page = await (await client.get(url, headers=AUTH)).json()
+        seen.extend(a["message_id"] for a in page["data"])
+        url = page["next"]
+    assert sorted(seen) == sorted(f"msg_{i}" for i in range(25))
