@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from hookstream.api import attempts, endpoints, events
+from hookstream.api import attempts, dlq, endpoints, events, tasks
 from hookstream.api.auth import auth_middleware
 from hookstream.api.problems import json_response, problem_middleware
-from hookstream.api.state import PUBLISHER, REDIS, REGISTRY, SETTINGS
+from hookstream.api.redrive import RedriveTasks
+from hookstream.api.state import PRODUCER, PUBLISHER, REDIS, REGISTRY, SETTINGS, TASKS
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.errors import ConfigError
+from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
 
 
@@ -39,6 +42,8 @@ def create_app(
     app.add_routes(endpoints.routes)
     app.add_routes(events.routes)
     app.add_routes(attempts.routes)
+    app.add_routes(dlq.routes)
+    app.add_routes(tasks.routes)
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_clients(settings, registry, publisher))
     return app
@@ -61,7 +66,12 @@ def _clients(
         if own_publisher:
             await app[PUBLISHER].start()
         app[REDIS] = Redis.from_url(settings.redis_url)
+        app[PRODUCER] = AIOKafkaProducer(**producer_options(settings, client_id="api"))
+        await app[PRODUCER].start()
+        app[TASKS] = RedriveTasks(settings, app[REDIS], app[PRODUCER])
         yield
+        await app[TASKS].stop()
+        await app[PRODUCER].stop()
         await app[REDIS].aclose()
         if own_publisher:
             await app[PUBLISHER].stop()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from hookstream.api.redrive import RedriveTasks
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.producers import EventPublisher
@@ -13,3 +15,5 @@ SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", EndpointRegistry)
 PUBLISHER = web.AppKey("publisher", EventPublisher)
 REDIS = web.AppKey("redis", Redis)
+PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+TASKS = web.AppKey("tasks", RedriveTasks)

@@ -1,0 +1,113 @@
+"""Routes for operators: list dead letters, redrive one, redrive by filter as a task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hookstream.api.problems import BadRequest, NotFound, json_body, json_response
+from hookstream.api.state import PRODUCER, SETTINGS, TASKS
+from hookstream.consumers.dlq import DeadLetterFilter, DeadLetterReader, redrive
+from hookstream.engine.clock import parse_rfc3339
+from hookstream.errors import FieldProblem, InvalidInput
+from hookstream.topics import TopicNames
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 250
+FILTER_FIELDS = ("tenant", "endpoint_id", "event_type", "since", "until")
+
+
+@routes.get("/v1/dlq")
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """Dead letters matching the query's filters, in cursor pages (`limit`, `after`)."""
+    where = dead_letter_filter(dict(request.query), allow_extra={"limit", "after"})
+    limit = _limit(request)
+    resume = _cursor(request.query.get("after"))
+    reader = DeadLetterReader(request.app[SETTINGS])
+    data: list[dict[str, Any]] = []
+    next_link = None
+    async for letter in reader.scan(where, resume):
+        data.append(letter.to_dict())
+        if len(data) == limit:
+            query = {k: v for k, v in request.query.items() if k != "after"}
+            query["after"] = f"{letter.partition}:{letter.offset + 1}"
+            next_link = str(request.rel_url.with_query(query))
+            break
+    return json_response({"data": data, "next": next_link})
+
+
+@routes.post("/v1/dlq/{message_id}/redrive")
+async def redrive_one(request: web.Request) -> web.Response:
+    """Send one dead message back for delivery (its latest dead letter), same webhook-id."""
+    message_id = request.match_info["message_id"]
+    reader = DeadLetterReader(request.app[SETTINGS])
+    latest = None
+    async for letter in reader.scan(DeadLetterFilter(message_id=message_id)):
+        latest = letter
+    if latest is None:
+        raise NotFound(f"no dead letter for message {message_id}")
+    await redrive(request.app[PRODUCER], TopicNames(request.app[SETTINGS]).deliveries, latest)
+    return json_response({"message_id": message_id, "redriven": 1}, status=202)
+
+
+@routes.post("/v1/dlq/redrive")
+async def redrive_many(request: web.Request) -> web.Response:
+    """Redrive every dead letter matching the body's filters, as a background task."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object of filters")
+    where = dead_letter_filter({k: v for k, v in body.items()}, allow_extra=set())
+    task_id = await request.app[TASKS].start_redrive(where)
+    return json_response({"task_id": task_id, "status": f"/v1/tasks/{task_id}"}, status=202)
+
+
+def dead_letter_filter(raw: dict[str, Any], *, allow_extra: set[str]) -> DeadLetterFilter:
+    """Build a filter from query or body fields; InvalidInput names each bad one."""
+    problems = [
+        FieldProblem(k, "unknown filter") for k in raw if k not in {*FILTER_FIELDS, *allow_extra}
+    ]
+    for name in ("tenant", "endpoint_id", "event_type"):
+        if name in raw and not isinstance(raw[name], str):
+            problems.append(FieldProblem(name, "must be a string"))
+    times: dict[str, int | None] = {"since": None, "until": None}
+    for name in times:
+        if raw.get(name) is None:
+            continue
+        try:
+            times[name] = int(parse_rfc3339(str(raw[name])).timestamp() * 1000)
+        except ValueError:
+            problems.append(FieldProblem(name, "must be an RFC 3339 timestamp"))
+    if problems:
+        raise InvalidInput(problems)
+    return DeadLetterFilter(
+        tenant=raw.get("tenant"),
+        endpoint_id=raw.get("endpoint_id"),
+        event_type=raw.get("event_type"),
+        since_ms=times["since"],
+        until_ms=times["until"],
+    )
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be 1-{MAX_LIMIT}")
+    return limit
+
+
+def _cursor(raw: str | None) -> tuple[int, int] | None:
+    if raw is None:
+        return None
+    partition, _, offset = raw.partition(":")
+    try:
+        cursor = (int(partition), int(offset))
+    except ValueError:
+        raise BadRequest("after must be a cursor from a previous page's next link") from None
+    if min(cursor) < 0:
+        raise BadRequest("after must be a cursor from a previous page's next link")
+    return cursor

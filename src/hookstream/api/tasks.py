@@ -1,0 +1,31 @@
+"""Routes for background tasks: their progress, read from Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hookstream.api.problems import NotFound, json_response
+from hookstream.api.redrive import task_key
+from hookstream.api.state import REDIS, SETTINGS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/tasks/{task_id}")
+async def get_task(request: web.Request) -> web.Response:
+    """A task's state (running, done, failed, interrupted) and counts."""
+    task_id = request.match_info["task_id"]
+    raw: dict[Any, Any] = await request.app[REDIS].hgetall(task_key(request.app[SETTINGS], task_id))
+    if not raw:
+        raise NotFound(f"no task {task_id}")
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    body: dict[str, Any] = {"id": task_id, "state": fields["state"]}
+    body["redriven"] = int(fields.get("redriven", "0"))
+    for name in ("started_at", "finished_at"):
+        if name in fields:
+            body[name] = float(fields[name])
+    if "error" in fields:
+        body["error"] = fields["error"]
+    return json_response(body)
