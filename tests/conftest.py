@@ -118,9 +118,10 @@ EndpointFactory = Callable[..., Awaitable[Endpoint]]
 def endpoint_factory(registry: EndpointRegistry) -> EndpointFactory:
     """Register an endpoint (url, tenant, globs) and return it with its secret."""
 
-    async def create(url: str, tenant: str, event_types: list[str]) -> Endpoint:
+    async def create(url: str, tenant: str, event_types: list[str], **fields: Any) -> Endpoint:
         endpoint = new_endpoint(
-            {"url": url, "tenant": tenant, "event_types": event_types}, allow_private=True
+            {"url": url, "tenant": tenant, "event_types": event_types, **fields},
+            allow_private=True,
         )
         await registry.put(endpoint)
         return endpoint

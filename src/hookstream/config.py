@@ -84,6 +84,8 @@ class Settings:
     retry_jitter: float = 0.2
     # Least wait after a 429 or a timeout: the receiver is struggling.
     retry_floor_s: float = 60.0
+    # Wait between attempts for endpoints whose retry_policy is "linear".
+    retry_linear_interval_s: float = 300.0
 
     # --- Control API -------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -192,6 +194,8 @@ class Settings:
             problems.append(f"{_env('retry_jitter')} must be from 0 up to (not including) 1")
         if self.retry_floor_s <= 0:
             problems.append(f"{_env('retry_floor_s')} must be greater than 0")
+        if self.retry_linear_interval_s <= 0:
+            problems.append(f"{_env('retry_linear_interval_s')} must be greater than 0")
         if self.admin_key and len(self.admin_key) < 16:
             problems.append(f"{_env('admin_key')} must be at least 16 characters")
         return problems
@@ -211,6 +215,7 @@ class Settings:
             delays=parse_schedule(self.retry_schedule_s),
             jitter=self.retry_jitter,
             floor_s=self.retry_floor_s,
+            linear_interval_s=self.retry_linear_interval_s,
         )
 
     @property

@@ -170,3 +170,29 @@ async def test_bad_filters_and_cursors_are_problems(client: TestClient[Any, Any]
     assert (await client.get("/v1/dlq?after=x", headers=AUTH)).status == 400
     assert (await client.get("/v1/dlq?limit=0", headers=AUTH)).status == 400
     assert (await client.get("/v1/tasks/task_nope", headers=AUTH)).status == 404
+
+
+async def test_recover_resends_an_endpoints_failures_of_a_window(
+    fast: Settings,
+    worker: Worker,
+    client: TestClient[Any, Any],
+    sink_factory: SinkFactory,
+    endpoint_factory: EndpointFactory,
+) -> None:
+    outage, sink, endpoint, ids = await _dead_lettered(fast, worker, sink_factory, endpoint_factory)
+    outage.down = False
+    empty = await client.post(
+        f"/v1/endpoints/{endpoint.id}/recover", json={"since": "2100-01-01T00:00:00Z"}, headers=AUTH
+    )
+    assert empty.status == 202
+    response = await client.post(
+        f"/v1/endpoints/{endpoint.id}/recover", json={"since": "2000-01-01T00:00:00Z"}, headers=AUTH
+    )
+    assert response.status == 202
+    await eventually(lambda: sink.event_ids() == set(ids), timeout=60)
+    missing_since = await client.post(f"/v1/endpoints/{endpoint.id}/recover", json={}, headers=AUTH)
+    assert missing_since.status == 422
+    unknown = await client.post(
+        "/v1/endpoints/ep_nope/recover", json={"since": "2000-01-01T00:00:00Z"}, headers=AUTH
+    )
+    assert unknown.status == 404

@@ -6,6 +6,7 @@ Tiers are scaled down (hundreds of milliseconds) so the schedule runs in seconds
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -241,3 +242,50 @@ async def test_sigkill_with_1000_messages_in_a_retry_tier_loses_none(
     finally:
         worker.send_signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.to_thread(worker.wait), 60)
+
+
+async def test_an_endpoint_without_retries_is_attempted_once(
+    fast: Settings, worker: Worker, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {}))
+    await endpoint_factory(sink.url, "acme", ["*"], retry_policy="none")
+    ids = await _publish(fast, 4)
+    dead = await _read_until(fast, TopicNames(fast).dlq, 4)
+    assert {dict(r.headers)["event_id"].decode() for r in dead} == set(ids)
+    assert {dict(r.headers)["reason"].decode() for r in dead} == {
+        "attempts exhausted (1); last: http 500"
+    }
+    assert sink.recorder.failed == 4
+
+
+async def test_max_attempts_cuts_the_schedule(
+    fast: Settings, worker: Worker, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory(script=lambda n: (500, {}))
+    await endpoint_factory(sink.url, "acme", ["*"], max_attempts=2)
+    await _publish(fast, 3)
+    dead = await _read_until(fast, TopicNames(fast).dlq, 3)
+    assert {len(orjson.loads(dict(r.headers)["history"])) for r in dead} == {2}
+    assert sink.recorder.failed == 6
+
+
+async def test_a_linear_endpoint_waits_the_same_interval_every_time(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    linear = settings.replace(
+        retry_schedule_s="0.2", retry_jitter=0.0, retry_floor_s=0.2, retry_linear_interval_s=0.6
+    )
+    await ensure_topics(linear)
+    sink = await sink_factory(script=lambda n: (500, {}) if n <= 3 else (204, {}))
+    await endpoint_factory(sink.url, "acme", ["*"], retry_policy="linear", max_attempts=4)
+    worker = Worker(linear)
+    await worker.start()
+    try:
+        ids = await _publish(linear, 1)
+        await eventually(lambda: sink.event_ids() == set(ids), timeout=30)
+    finally:
+        await worker.stop()
+    times = [r.received_at for r in sink.recorder.received]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 3
+    assert all(0.55 <= gap < 5 for gap in gaps), gaps

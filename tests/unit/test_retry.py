@@ -114,3 +114,18 @@ def test_tier_names_are_topic_safe() -> None:
 def test_bad_schedules_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"delay|seconds"):
         parse_schedule(text)
+
+
+def test_an_endpoint_can_cut_extend_or_replace_the_schedule() -> None:
+    policy = RetryPolicy(delays=(5, 300, 1800), linear_interval_s=60)
+    assert policy.for_endpoint("exponential", None) == policy
+    assert policy.for_endpoint("exponential", 2).delays == (5,)
+    assert policy.for_endpoint("exponential", 6).delays == (5, 300, 1800, 1800, 1800)
+    assert policy.for_endpoint("linear", 4).delays == (60, 60, 60)
+    assert policy.for_endpoint("linear", None).delays == (60, 60, 60)
+    assert policy.for_endpoint("none", 10).max_attempts == 1
+    assert policy.for_endpoint("exponential", 1).max_attempts == 1
+
+
+def test_the_linear_interval_is_a_tier() -> None:
+    assert RetryPolicy(delays=(5,), linear_interval_s=42, floor_s=60).tiers() == (5, 42, 60)

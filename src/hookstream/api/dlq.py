@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from hookstream.api.problems import BadRequest, NotFound, json_body, json_response
-from hookstream.api.state import PRODUCER, SETTINGS, TASKS
+from hookstream.api.state import PRODUCER, REGISTRY, SETTINGS, TASKS
 from hookstream.consumers.dlq import DeadLetterFilter, DeadLetterReader, redrive
 from hookstream.engine.clock import parse_rfc3339
 from hookstream.errors import FieldProblem, InvalidInput
@@ -60,6 +61,27 @@ async def redrive_many(request: web.Request) -> web.Response:
         raise BadRequest("the body must be a JSON object of filters")
     where = dead_letter_filter({k: v for k, v in body.items()}, allow_extra=set())
     task_id = await request.app[TASKS].start_redrive(where)
+    return json_response({"task_id": task_id, "status": f"/v1/tasks/{task_id}"}, status=202)
+
+
+@routes.post("/v1/endpoints/{endpoint_id}/recover")
+async def recover_endpoint(request: web.Request) -> web.Response:
+    """Re-send an endpoint's messages whose last attempt failed in [since, until).
+
+    Messages still retrying will be attempted anyway; the ones that failed for
+    good are its dead letters of that window, so this is a redrive task.
+    """
+    endpoint_id = request.match_info["endpoint_id"]
+    if request.app[REGISTRY].get(endpoint_id) is None:
+        raise NotFound(f"no endpoint {endpoint_id}")
+    body = await json_body(request)
+    if not isinstance(body, dict) or "since" not in body:
+        raise InvalidInput([FieldProblem("since", "is required: an RFC 3339 timestamp")])
+    window = {k: v for k, v in body.items()}
+    where = dead_letter_filter(window, allow_extra=set())
+    if where.tenant or where.endpoint_id or where.event_type:
+        raise InvalidInput([FieldProblem("$", "recover takes only since and until")])
+    task_id = await request.app[TASKS].start_redrive(replace(where, endpoint_id=endpoint_id))
     return json_response({"task_id": task_id, "status": f"/v1/tasks/{task_id}"}, status=202)
 
 

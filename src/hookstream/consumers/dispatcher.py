@@ -53,7 +53,9 @@ class Sender(Protocol):
 class FailureHandler(Protocol):
     """Where a failed attempt goes (retry tier, dead letters); must be durable on return."""
 
-    def wait_for(self, task: DeliveryTask, result: AttemptResult) -> float | None:
+    def wait_for(
+        self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
+    ) -> float | None:
         """Seconds until the next attempt, or None when no attempt is left."""
         ...
 
@@ -79,7 +81,9 @@ class LogFailures:
     def __init__(self) -> None:
         self.count = 0
 
-    def wait_for(self, task: DeliveryTask, result: AttemptResult) -> float | None:
+    def wait_for(
+        self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
+    ) -> float | None:
         """Never retry."""
         return None
 
@@ -241,7 +245,9 @@ class Dispatcher:
         started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
         verdict, reason = judge(result)
-        wait_s = self._failures.wait_for(task, result) if verdict is Verdict.RETRY else None
+        wait_s = None
+        if verdict is Verdict.RETRY:
+            wait_s = self._failures.wait_for(task, endpoint, result)
         entry = attempt_entry(task, result, verdict, started_at)
         if self._attempt_log is not None:
             next_at = None if wait_s is None else started_at + wait_s

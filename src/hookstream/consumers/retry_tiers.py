@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
+from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.outcome import AttemptResult, Verdict
 from hookstream.engine.retry import RetryPolicy, next_wait, tier_for
 
@@ -53,9 +54,12 @@ class RetryTiers:
         self._rng = rng or random.Random()
         self.scheduled = 0
 
-    def wait_for(self, task: DeliveryTask, result: AttemptResult) -> float | None:
+    def wait_for(
+        self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
+    ) -> float | None:
         """Seconds until the next attempt of `task` after `result`, or None when exhausted."""
-        return next_wait(self._policy, task.attempt, result, now=self._clock(), rng=self._rng)
+        policy = self._policy.for_endpoint(endpoint.retry_policy, endpoint.max_attempts)
+        return next_wait(policy, task.attempt, result, now=self._clock(), rng=self._rng)
 
     async def handle(
         self,

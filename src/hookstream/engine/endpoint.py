@@ -12,12 +12,15 @@ from hookstream.engine.clock import Clock, rfc3339, system_clock
 from hookstream.engine.destinations import check_url
 from hookstream.engine.event import ID_RE
 from hookstream.engine.matching import validate_glob
+from hookstream.engine.retry import MAX_ATTEMPTS_LIMIT, RETRY_POLICY_KINDS
 from hookstream.engine.signing import generate_secret
 from hookstream.errors import FieldProblem, InvalidInput
 
 MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION = 1000
-CREATE_FIELDS = frozenset({"url", "tenant", "event_types", "description"})
+CREATE_FIELDS = frozenset(
+    {"url", "tenant", "event_types", "description", "retry_policy", "max_attempts"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,8 @@ class Endpoint:
     created_at: str = ""
     updated_at: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    retry_policy: str = "exponential"  # exponential | linear | none
+    max_attempts: int | None = None  # None: as many as the deployment's schedule
 
     def to_record(self) -> bytes:
         """The `endpoints` topic record value (secret included: the topic is internal)."""
@@ -51,6 +56,8 @@ class Endpoint:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "metadata": self.metadata,
+            "retry_policy": self.retry_policy,
+            "max_attempts": self.max_attempts,
         }
         if include_secret:
             body["secret"] = self.secret
@@ -71,6 +78,8 @@ class Endpoint:
             created_at=raw.get("created_at", ""),
             updated_at=raw.get("updated_at", ""),
             metadata=raw.get("metadata", {}),
+            retry_policy=raw.get("retry_policy", "exponential"),
+            max_attempts=raw.get("max_attempts"),
         )
 
     def with_changes(self, clock: Clock = system_clock, **changes: Any) -> Endpoint:
@@ -126,6 +135,21 @@ def new_endpoint(raw: Any, *, allow_private: bool, clock: Clock = system_clock) 
             FieldProblem("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
         )
 
+    retry_policy = raw.get("retry_policy", "exponential")
+    if retry_policy not in RETRY_POLICY_KINDS:
+        problems.append(
+            FieldProblem("retry_policy", f"must be one of {', '.join(RETRY_POLICY_KINDS)}")
+        )
+    max_attempts = raw.get("max_attempts")
+    if max_attempts is not None and (
+        not isinstance(max_attempts, int)
+        or isinstance(max_attempts, bool)
+        or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT
+    ):
+        problems.append(
+            FieldProblem("max_attempts", f"must be a whole number 1-{MAX_ATTEMPTS_LIMIT}")
+        )
+
     if problems:
         raise InvalidInput(problems)
     now = rfc3339(clock())
@@ -138,4 +162,6 @@ def new_endpoint(raw: Any, *, allow_private: bool, clock: Clock = system_clock) 
         description=description,
         created_at=now,
         updated_at=now,
+        retry_policy=retry_policy,
+        max_attempts=max_attempts,
     )

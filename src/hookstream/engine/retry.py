@@ -9,10 +9,13 @@ its exact due time, so a tier's partition is paused until its head is due.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 
 from hookstream.engine.outcome import AttemptResult
+
+RETRY_POLICY_KINDS = ("exponential", "linear", "none")
+MAX_ATTEMPTS_LIMIT = 50
 
 # Statuses whose Retry-After header is honoured.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -31,9 +34,32 @@ class RetryPolicy:
         """Attempts in all: the immediate one plus one per delay."""
         return len(self.delays) + 1
 
+    linear_interval_s: float = 300.0  # the wait between attempts of a `linear` endpoint
+
     def tiers(self) -> tuple[float, ...]:
-        """The distinct delays a retry can wait: the schedule's, plus the floor."""
-        return tuple(sorted({*self.delays, self.floor_s}))
+        """The distinct delays a retry can wait: the schedule's, the linear interval, the floor."""
+        return tuple(sorted({*self.delays, self.linear_interval_s, self.floor_s}))
+
+    def for_endpoint(self, kind: str, max_attempts: int | None) -> RetryPolicy:
+        """This policy as an endpoint asks for it.
+
+        `exponential` follows the schedule, `linear` waits `linear_interval_s`
+        every time, `none` never retries; `max_attempts` cuts the schedule short
+        or extends it with its last delay.
+        """
+        if kind == "none":
+            return replace(self, delays=())
+        if kind == "linear":
+            count = (max_attempts or self.max_attempts) - 1
+            return replace(self, delays=(self.linear_interval_s,) * count)
+        if max_attempts is None:
+            return self
+        wanted = max_attempts - 1
+        delays = self.delays[:wanted]
+        if len(delays) < wanted:
+            last = self.delays[-1] if self.delays else self.linear_interval_s
+            delays += (last,) * (wanted - len(delays))
+        return replace(self, delays=delays)
 
 
 def parse_schedule(text: str) -> tuple[float, ...]:
