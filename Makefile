@@ -21,7 +21,7 @@ dev: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src tests
+	$(BIN)/mypy src tests bench
 
 test: lint
 	$(BIN)/pytest

@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from hookstream.api import create_app
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
+from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack, free_port
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
@@ -109,6 +112,32 @@ async def registry(settings: Settings) -> AsyncIterator[EndpointRegistry]:
     await reg.start()
     yield reg
     await reg.stop()
+
+
+@pytest.fixture
+async def fast(settings: Settings) -> Settings:
+    """Settings with retries scaled down: four retries 200 ms apart, no jitter, 500 ms floor."""
+    scaled = settings.replace(
+        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5
+    )
+    await ensure_topics(scaled)
+    return scaled
+
+
+@pytest.fixture
+async def worker(fast: Settings) -> AsyncIterator[Worker]:
+    """A worker running with the scaled-down retries."""
+    running = Worker(fast)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def client(fast: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The API on a real socket, with the scaled-down retries' settings."""
+    async with TestClient(TestServer(create_app(fast))) as test_client:
+        yield test_client
 
 
 EndpointFactory = Callable[..., Awaitable[Endpoint]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,10 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
 
 from hookstream.api import create_app
+from hookstream.api.state import REGISTRY
 from hookstream.config import Settings
 from hookstream.errors import ConfigError
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, EndpointFactory
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +176,31 @@ async def test_real_mode_refuses_loopback_endpoints(settings: Settings) -> None:
         response = await client.post("/v1/endpoints", json=ENDPOINT, headers=AUTH)
         body = await _problem(response, 422)
         assert {e["field"] for e in body["errors"]} == {"url"}
+
+
+async def test_an_endpoint_written_by_another_process_is_found_at_once(
+    client: TestClient[Any, Any], endpoint_factory: EndpointFactory
+) -> None:
+    """Read-your-writes across API processes (the fixture's registry is "another process").
+
+    The API's registry tail is slowed to one poll every 3 s, so only the
+    catch-up on a miss (and before a list) can find the new endpoint in time.
+    """
+    app = client.app
+    assert app is not None
+    consumer = app[REGISTRY]._consumer
+    assert consumer is not None
+    fetch = consumer.getmany
+
+    async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(3.0)
+        return await fetch(*args, **kwargs)
+
+    consumer.getmany = lagging_getmany
+    await asyncio.sleep(0.1)  # let the tail enter its slowed poll
+    endpoint = await endpoint_factory("http://127.0.0.1:9/hook", "acme", ["*"])
+    fetched = await client.get(f"/v1/endpoints/{endpoint.id}", headers=AUTH)
+    assert fetched.status == 200
+    other = await endpoint_factory("http://127.0.0.1:9/hook", "acme", ["*"])
+    listed = await (await client.get("/v1/endpoints?tenant=acme", headers=AUTH)).json()
+    assert {endpoint.id, other.id} <= {e["id"] for e in listed["data"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -22,21 +21,6 @@ from tests.conftest import ADMIN_KEY, EndpointFactory, SinkFactory, eventually
 pytestmark = pytest.mark.integration
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-@pytest.fixture
-async def fast(settings: Settings) -> Settings:
-    scaled = settings.replace(
-        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5
-    )
-    await ensure_topics(scaled)
-    return scaled
-
-
-@pytest.fixture
-async def client(fast: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(fast))) as test_client:
-        yield test_client
 
 
 async def _publish(settings: Settings, count: int) -> list[str]:

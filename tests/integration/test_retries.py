@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,6 @@ from hookstream.topics import TopicNames, ensure_topics
 from tests.conftest import EndpointFactory, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def fast(settings: Settings) -> Settings:
-    """Four retries 200 ms apart, no jitter, a 500 ms floor."""
-    scaled = settings.replace(
-        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5
-    )
-    await ensure_topics(scaled)
-    return scaled
-
-
-@pytest.fixture
-async def worker(fast: Settings) -> AsyncIterator[Worker]:
-    running = Worker(fast)
-    await running.start()
-    yield running
-    await running.stop()
 
 
 async def _read(settings: Settings, topic: str, expect: int) -> list[Any]:

@@ -7,13 +7,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hookstream.api.problems import BadRequest, NotFound, json_response
-from hookstream.api.state import REDIS, REGISTRY, SETTINGS
+from hookstream.api.endpoints import find_endpoint
+from hookstream.api.paging import page_limit, pair_cursor
+from hookstream.api.problems import NotFound, json_response
+from hookstream.api.state import REDIS, SETTINGS
 from hookstream.consumers.attempt_index import endpoint_key, message_key
 
 routes = web.RouteTableDef()
-
-MAX_LIMIT = 250
 
 
 @routes.get("/v1/endpoints/{endpoint_id}/attempts")
@@ -25,10 +25,8 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
     equal scores by member, so pages neither repeat nor miss items when
     attempts share a start time.
     """
-    endpoint_id = request.match_info["endpoint_id"]
-    if request.app[REGISTRY].get(endpoint_id) is None:
-        raise NotFound(f"no endpoint {endpoint_id}")
-    limit, cursor = _page_params(request)
+    endpoint_id = (await find_endpoint(request)).id
+    limit, cursor = page_limit(request), pair_cursor(request.query.get("after"))
     key = endpoint_key(request.app[SETTINGS], endpoint_id)
     upper, skip = ("+inf", 0) if cursor is None else (str(cursor[0]), cursor[1])
     rows: list[Any] = await request.app[REDIS].zrevrangebyscore(
@@ -72,22 +70,3 @@ async def message_status(request: web.Request) -> web.Response:
 def _attempt(member: Any) -> dict[str, Any]:
     decoded: dict[str, Any] = orjson.loads(member)
     return decoded
-
-
-def _page_params(request: web.Request) -> tuple[int, tuple[int, int] | None]:
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise BadRequest("limit must be a whole number") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit must be 1-{MAX_LIMIT}")
-    if "after" not in request.query:
-        return limit, None
-    score, _, skip = request.query["after"].partition(":")
-    try:
-        cursor = (int(score), int(skip or 0))
-    except ValueError:
-        raise BadRequest("after must be a cursor from a previous page's next link") from None
-    if cursor[1] < 0:
-        raise BadRequest("after must be a cursor from a previous page's next link")
-    return limit, cursor

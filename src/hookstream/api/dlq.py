@@ -7,8 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+from hookstream.api.endpoints import find_endpoint
+from hookstream.api.paging import BAD_CURSOR, page_limit, pair_cursor
 from hookstream.api.problems import BadRequest, NotFound, json_body, json_response
-from hookstream.api.state import PRODUCER, REGISTRY, SETTINGS, TASKS
+from hookstream.api.state import PRODUCER, SETTINGS, TASKS
 from hookstream.consumers.dlq import DeadLetterFilter, DeadLetterReader, redrive
 from hookstream.engine.clock import parse_rfc3339
 from hookstream.errors import FieldProblem, InvalidInput
@@ -16,7 +18,6 @@ from hookstream.topics import TopicNames
 
 routes = web.RouteTableDef()
 
-MAX_LIMIT = 250
 FILTER_FIELDS = ("tenant", "endpoint_id", "event_type", "since", "until")
 
 
@@ -24,8 +25,10 @@ FILTER_FIELDS = ("tenant", "endpoint_id", "event_type", "since", "until")
 async def list_dead_letters(request: web.Request) -> web.Response:
     """Dead letters matching the query's filters, in cursor pages (`limit`, `after`)."""
     where = dead_letter_filter(dict(request.query), allow_extra={"limit", "after"})
-    limit = _limit(request)
-    resume = _cursor(request.query.get("after"))
+    limit = page_limit(request)
+    resume = pair_cursor(request.query.get("after"))
+    if resume is not None and resume[0] < 0:
+        raise BadRequest(BAD_CURSOR)
     reader = DeadLetterReader(request.app[SETTINGS])
     data: list[dict[str, Any]] = []
     next_link = None
@@ -71,9 +74,7 @@ async def recover_endpoint(request: web.Request) -> web.Response:
     Messages still retrying will be attempted anyway; the ones that failed for
     good are its dead letters of that window, so this is a redrive task.
     """
-    endpoint_id = request.match_info["endpoint_id"]
-    if request.app[REGISTRY].get(endpoint_id) is None:
-        raise NotFound(f"no endpoint {endpoint_id}")
+    endpoint_id = (await find_endpoint(request)).id
     body = await json_body(request)
     if not isinstance(body, dict) or "since" not in body:
         raise InvalidInput([FieldProblem("since", "is required: an RFC 3339 timestamp")])
@@ -110,26 +111,3 @@ def dead_letter_filter(raw: dict[str, Any], *, allow_extra: set[str]) -> DeadLet
         since_ms=times["since"],
         until_ms=times["until"],
     )
-
-
-def _limit(request: web.Request) -> int:
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise BadRequest("limit must be a whole number") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"limit must be 1-{MAX_LIMIT}")
-    return limit
-
-
-def _cursor(raw: str | None) -> tuple[int, int] | None:
-    if raw is None:
-        return None
-    partition, _, offset = raw.partition(":")
-    try:
-        cursor = (int(partition), int(offset))
-    except ValueError:
-        raise BadRequest("after must be a cursor from a previous page's next link") from None
-    if min(cursor) < 0:
-        raise BadRequest("after must be a cursor from a previous page's next link")
-    return cursor

@@ -3,7 +3,9 @@
 Soft state. It is built by its own consumer group from the `attempts` topic,
 one Redis pipeline per fetched batch, and committed only after Redis accepted
 the batch; so Redis being down stalls the index (offsets stop advancing) and
-never delivery, and a FLUSHALL empties it until new attempts arrive.
+never delivery, and a FLUSHALL empties it until new attempts arrive. To
+rebuild it from the topic (the retention window), reset the
+`<prefix>attempt-index` group's offsets to the earliest and restart a worker.
 
 Keys (prefix = topic prefix):
   <prefix>attempts:endpoint:<id>  sorted set, score = started_at in µs, newest 1,000 kept

@@ -1,0 +1,1 @@
+"""Benchmarks and measurements; nothing in src/ imports from here."""

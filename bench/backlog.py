@@ -1,0 +1,143 @@
+"""Worker memory with a large retry backlog: RSS before and after N pending retries.
+
+Starts the embedded stack, a sink that fails every first attempt, and a
+`hookstream worker` process whose only retry tier waits 10 minutes; publishes
+N events, waits until all N first attempts failed (so N retries wait in the
+tier topic), and reports the worker's RSS before publishing and after, and
+the RSS of a fresh worker that takes the whole backlog over: pending retries
+live in Kafka, so it should match an idle worker's.
+
+    .venv/bin/python -m bench.backlog --events 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
+from hookstream.embedded import EmbeddedStack, free_port
+from hookstream.engine.endpoint import new_endpoint
+from hookstream.producers import EventPublisher
+from hookstream.sink import SinkRecorder, create_sink_app
+from hookstream.topics import ensure_topics
+
+
+def _fail_first(seen: int) -> tuple[int, dict[str, str]]:
+    return (500, {}) if seen == 1 else (204, {})
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, in KiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def run(events: int, *, backlog: bool = True) -> dict[str, float]:
+    with EmbeddedStack() as stack:
+        settings = stack.settings(
+            Settings(
+                topic_prefix="backlog.",
+                partitions=4,
+                dev_mode=True,
+                retry_schedule_s="600",
+                retry_floor_s=600,
+                retry_linear_interval_s=600,
+                log_level="WARNING",
+            )
+        )
+        await ensure_topics(settings)
+        recorder = SinkRecorder(keep=False)
+        app = create_sink_app(None, recorder, script=_fail_first if backlog else None)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        registry = EndpointRegistry(settings, writable=True)
+        await registry.start()
+        await registry.put(
+            new_endpoint(
+                {"url": f"http://127.0.0.1:{port}/hook", "tenant": "acme"}, allow_private=True
+            )
+        )
+        await registry.stop()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hookstream", "worker"],
+            env={**os.environ, **settings.to_env()},
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.sleep(8)  # joined its groups, idle
+            before = rss_kib(worker.pid)
+            started = time.monotonic()
+            async with EventPublisher(settings) as publisher:
+                for chunk in range(0, events, 5000):
+                    await publisher.publish_many(
+                        {"type": "order.paid", "tenant": "acme", "data": {"i": i, "pad": "x" * 200}}
+                        for i in range(chunk, min(events, chunk + 5000))
+                    )
+            deadline = time.monotonic() + 900
+
+            def handled() -> int:
+                return recorder.failed if backlog else recorder.accepted
+
+            while handled() < events and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(5)  # let the last tier writes and commits settle
+            after = rss_kib(worker.pid)
+            # The real question: does a worker hold pending retries? A fresh
+            # worker that takes over the whole backlog shows it.
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "hookstream", "worker"],
+                env={**os.environ, **settings.to_env()},
+                stdin=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(15)  # joined, read each tier's head, paused until due
+            fresh = rss_kib(worker.pid)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+            await runner.cleanup()
+        return {
+            "events": events,
+            "backlog": backlog,
+            "first_attempts_failed": recorder.failed,
+            "delivered_early": recorder.accepted,
+            "seconds": round(elapsed, 1),
+            "rss_before_mib": round(before / 1024, 1),
+            "rss_after_mib": round(after / 1024, 1),
+            "rss_fresh_worker_mib": round(fresh / 1024, 1),
+            "delivered_by_fresh_worker": recorder.accepted,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--no-backlog",
+        action="store_true",
+        help="control run: the receiver accepts every first attempt, so nothing waits",
+    )
+    args = parser.parse_args()
+    result = asyncio.run(run(args.events, backlog=not args.no_backlog))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
