@@ -197,7 +197,8 @@ async def test_an_endpoint_written_by_another_process_is_found_at_once(
         return await fetch(*args, **kwargs)
 
     consumer.getmany = lagging_getmany
-    await asyncio.sleep(0.1)  # let the tail enter its slowed poll
+    # The poll in flight when patched may wait up to its 1 s timeout: let it end.
+    await asyncio.sleep(1.2)
     endpoint = await endpoint_factory("http://127.0.0.1:9/hook", "acme", ["*"])
     fetched = await client.get(f"/v1/endpoints/{endpoint.id}", headers=AUTH)
     assert fetched.status == 200

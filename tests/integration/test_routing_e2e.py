@@ -13,12 +13,15 @@ import time
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
-from hookstream.engine.delivery import message_id_for
+from hookstream.engine.delivery import DeliveryTask, message_id_for, webhook_body
+from hookstream.engine.event import validate_event
 from hookstream.engine.matching import compile_globs
 from hookstream.producers import EventPublisher
+from hookstream.topics import TopicNames
 from tests.conftest import EndpointFactory, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
@@ -133,5 +136,50 @@ async def test_an_endpoint_created_just_before_an_event_receives_it(
                     {"type": "a.b", "tenant": f"tenant{round_}", "data": {}}
                 )
             await eventually(lambda: event_id in sink.event_ids(), timeout=30)  # noqa: B023
+    finally:
+        await worker.stop()
+
+
+async def test_a_delivery_routed_elsewhere_for_an_endpoint_this_worker_has_not_read_yet_arrives(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    """Another worker's router may know an endpoint before this worker's registry does.
+
+    The worker's registry is slowed to one poll every 5 s; a delivery record
+    for a brand-new endpoint is written as another worker's router would write
+    it. The dispatcher must catch up, not drop it as "deleted".
+    """
+    worker = Worker(settings)
+    await worker.start()
+    consumer = worker.registry._consumer
+    assert consumer is not None
+    fetch = consumer.getmany
+
+    async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(5.0)
+        return await fetch(*args, **kwargs)
+
+    consumer.getmany = lagging_getmany
+    try:
+        # The poll in flight when patched may wait up to its 1 s timeout: let it end.
+        await asyncio.sleep(1.2)
+        sink = await sink_factory()
+        endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+        event = validate_event({"type": "a.b", "tenant": "acme", "data": {}})
+        task = DeliveryTask.for_event(event, endpoint.id, webhook_body(event))
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                TopicNames(settings).deliveries,
+                task.body,
+                key=endpoint.id.encode(),
+                headers=task.headers(),
+            )
+        finally:
+            await producer.stop()
+        await eventually(lambda: event.id in sink.event_ids(), timeout=30)
+        assert worker.dispatcher is not None
+        assert worker.dispatcher.dropped == 0
     finally:
         await worker.stop()

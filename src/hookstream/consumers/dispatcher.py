@@ -224,7 +224,7 @@ class Dispatcher:
                 self.dropped += 1
                 log.error("undecodable delivery record skipped", extra={"reason": str(exc)})
             else:
-                await self._attempt(task)
+                await self._attempt(task, record.timestamp / 1000)
             self._tracker.finish(tp, record.offset)
         except Exception as exc:
             # A bug, not a delivery failure: leave the offset unfinished (so it is
@@ -233,8 +233,14 @@ class Dispatcher:
         finally:
             self._window.release()
 
-    async def _attempt(self, task: DeliveryTask) -> None:
+    async def _attempt(self, task: DeliveryTask, routed_at: float) -> None:
         endpoint = self._registry.get(task.endpoint_id)
+        if endpoint is None:
+            # Another worker may have routed this with a fresher view of the
+            # registry: catch up to when the record was written before
+            # concluding the endpoint was deleted.
+            await self._registry.barrier(routed_at)
+            endpoint = self._registry.get(task.endpoint_id)
         if endpoint is None:
             self.dropped += 1
             log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
