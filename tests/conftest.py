@@ -140,6 +140,25 @@ async def client(fast: Settings) -> AsyncIterator[TestClient[Any, Any]]:
         yield test_client
 
 
+async def slow_down(registry: EndpointRegistry, poll_every_s: float) -> None:
+    """Make a registry's tail poll at most every `poll_every_s` (a lagging reader).
+
+    A real consumer, only slowed: tests use it to prove that code which must
+    not trust a stale view catches up instead. Returns once the poll that was
+    in flight (it may wait up to its 1 s timeout) has ended.
+    """
+    consumer = registry._consumer
+    assert consumer is not None
+    fetch = consumer.getmany
+
+    async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(poll_every_s)
+        return await fetch(*args, **kwargs)
+
+    consumer.getmany = lagging_getmany
+    await asyncio.sleep(1.2)
+
+
 EndpointFactory = Callable[..., Awaitable[Endpoint]]
 
 

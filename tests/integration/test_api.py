@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +16,7 @@ from hookstream.api.state import REGISTRY
 from hookstream.config import Settings
 from hookstream.errors import ConfigError
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, EndpointFactory
+from tests.conftest import ADMIN_KEY, EndpointFactory, slow_down
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +37,21 @@ async def _problem(response: Any, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body["title"]
     return body
+
+
+async def _events_in_topic(settings: Settings, *, wait_ms: int) -> list[Any]:
+    """Every record in the events topic, read once after up to `wait_ms`."""
+    consumer = AIOKafkaConsumer(
+        TopicNames(settings).events,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=wait_ms)
+    finally:
+        await consumer.stop()
+    return [r for rs in batch.values() for r in rs]
 
 
 async def test_create_get_list_delete_endpoint(client: TestClient[Any, Any]) -> None:
@@ -128,17 +142,7 @@ async def test_publish_event_writes_it_to_the_events_topic(
     )
     assert response.status == 202
     event_id = (await response.json())["id"]
-    consumer = AIOKafkaConsumer(
-        TopicNames(settings).events,
-        bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=5000)
-        records = [r for rs in batch.values() for r in rs]
-    finally:
-        await consumer.stop()
+    records = await _events_in_topic(settings, wait_ms=5000)
     assert len(records) == 1
     assert records[0].key == b"inv-1"
     stored = orjson.loads(records[0].value)
@@ -153,17 +157,7 @@ async def test_invalid_event_is_422_and_nothing_is_written(
         await client.post("/v1/events", json={"tenant": "acme", "data": {}}, headers=AUTH), 422
     )
     assert body["errors"] == [{"field": "type", "message": "is required and must be a string"}]
-    consumer = AIOKafkaConsumer(
-        TopicNames(settings).events,
-        bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=1000)
-    finally:
-        await consumer.stop()
-    assert sum(len(v) for v in batch.values()) == 0
+    assert await _events_in_topic(settings, wait_ms=1000) == []
 
 
 def test_the_api_refuses_to_start_without_an_admin_key(settings: Settings) -> None:
@@ -188,17 +182,7 @@ async def test_an_endpoint_written_by_another_process_is_found_at_once(
     """
     app = client.app
     assert app is not None
-    consumer = app[REGISTRY]._consumer
-    assert consumer is not None
-    fetch = consumer.getmany
-
-    async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(3.0)
-        return await fetch(*args, **kwargs)
-
-    consumer.getmany = lagging_getmany
-    # The poll in flight when patched may wait up to its 1 s timeout: let it end.
-    await asyncio.sleep(1.2)
+    await slow_down(app[REGISTRY], 3.0)
     endpoint = await endpoint_factory("http://127.0.0.1:9/hook", "acme", ["*"])
     fetched = await client.get(f"/v1/endpoints/{endpoint.id}", headers=AUTH)
     assert fetched.status == 200

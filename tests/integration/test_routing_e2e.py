@@ -6,11 +6,9 @@ so that its secret verifies, and never an event of another tenant.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 import time
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -22,7 +20,7 @@ from hookstream.engine.event import validate_event
 from hookstream.engine.matching import compile_globs
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
-from tests.conftest import EndpointFactory, SinkFactory, eventually
+from tests.conftest import EndpointFactory, SinkFactory, eventually, slow_down
 
 pytestmark = pytest.mark.integration
 
@@ -118,15 +116,7 @@ async def test_an_endpoint_created_just_before_an_event_receives_it(
     """
     worker = Worker(settings)
     await worker.start()
-    consumer = worker.registry._consumer
-    assert consumer is not None
-    fetch = consumer.getmany
-
-    async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(5.0)
-        return await fetch(*args, **kwargs)
-
-    consumer.getmany = lagging_getmany
+    await slow_down(worker.registry, 5.0)
     try:
         for round_ in range(3):
             sink = await sink_factory()
@@ -151,18 +141,8 @@ async def test_a_delivery_routed_elsewhere_for_an_endpoint_this_worker_has_not_r
     """
     worker = Worker(settings)
     await worker.start()
-    consumer = worker.registry._consumer
-    assert consumer is not None
-    fetch = consumer.getmany
-
-    async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(5.0)
-        return await fetch(*args, **kwargs)
-
-    consumer.getmany = lagging_getmany
+    await slow_down(worker.registry, 5.0)
     try:
-        # The poll in flight when patched may wait up to its 1 s timeout: let it end.
-        await asyncio.sleep(1.2)
         sink = await sink_factory()
         endpoint = await endpoint_factory(sink.url, "acme", ["*"])
         event = validate_event({"type": "a.b", "tenant": "acme", "data": {}})
