@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -155,3 +156,34 @@ async def test_pages_neither_repeat_nor_miss_attempts_sharing_a_start_time(
         seen.extend(a["message_id"] for a in page["data"])
         url = page["next"]
     assert sorted(seen) == sorted(f"msg_{i}" for i in range(25))
+
+
+async def test_a_routed_message_is_pending_until_its_first_attempt_ends(
+    fast: Settings,
+    worker: Worker,
+    client: TestClient[Any, Any],
+    sink_factory: SinkFactory,
+    endpoint_factory: EndpointFactory,
+) -> None:
+    # The receiver answers after 20 s; the worker gives up after 5 (http_timeout_s).
+    sink = await sink_factory(latency_s=20)
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    ids = await _publish(fast, 1)
+    url = f"/v1/messages/{message_id_for(ids[0], endpoint.id)}"
+    states: list[str] = []
+
+    async def state() -> str:
+        response = await client.get(url, headers=AUTH)
+        body: dict[str, Any] = await response.json(content_type=None)
+        return str(body.get("state", response.status))
+
+    for _ in range(200):  # up to 20 s, polling every 0.1 s
+        states.append(await state())
+        if states[-1] == "retrying":
+            break
+        await asyncio.sleep(0.1)
+    assert "pending" in states, states
+    assert states[-1] == "retrying", states
+    assert states.index("pending") < states.index("retrying")
+    final = await (await client.get(url, headers=AUTH)).json()
+    assert final["endpoint_id"] == endpoint.id

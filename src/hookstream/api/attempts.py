@@ -11,7 +11,7 @@ from hookstream.api.endpoints import find_endpoint
 from hookstream.api.paging import page_limit, pair_cursor
 from hookstream.api.problems import NotFound, json_response
 from hookstream.api.state import REDIS, SETTINGS
-from hookstream.consumers.attempt_index import endpoint_key, message_key
+from hookstream.consumers.attempt_index import endpoint_key, message_key, routed_key
 
 routes = web.RouteTableDef()
 
@@ -44,12 +44,25 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
 
 @routes.get("/v1/messages/{message_id}")
 async def message_status(request: web.Request) -> web.Response:
-    """A message's state (delivered, retrying with the next time, dead) and its attempts."""
+    """A message's state (pending, delivered, retrying with the next time, dead) and attempts."""
     message_id = request.match_info["message_id"]
-    key = message_key(request.app[SETTINGS], message_id)
-    rows: list[Any] = await request.app[REDIS].zrange(key, 0, -1)
+    settings = request.app[SETTINGS]
+    rows: list[Any] = await request.app[REDIS].zrange(message_key(settings, message_id), 0, -1)
     if not rows:
-        raise NotFound(f"no attempts recorded for message {message_id}")
+        routed: dict[Any, Any] = await request.app[REDIS].hgetall(routed_key(settings, message_id))
+        if not routed:
+            raise NotFound(f"no message {message_id} in the recent index")
+        fields = {k.decode(): v.decode() for k, v in routed.items()}
+        return json_response(
+            {
+                "id": message_id,
+                "event_id": fields.get("event_id"),
+                "endpoint_id": fields.get("endpoint_id"),
+                "state": "pending",
+                "next_attempt_at": None,
+                "attempts": [],
+            }
+        )
     attempts = [_attempt(member) for member in rows]
     latest = attempts[-1]
     state = {"delivered": "delivered", "dead": "dead"}.get(latest["outcome"], "retrying")

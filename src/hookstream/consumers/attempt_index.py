@@ -7,9 +7,13 @@ never delivery, and a FLUSHALL empties it until new attempts arrive. To
 rebuild it from the topic (the retention window), reset the
 `<prefix>attempt-index` group's offsets to the earliest and restart a worker.
 
+It also reads the `deliveries` topic (headers only) to know which messages
+were routed, so a message not yet attempted shows as pending.
+
 Keys (prefix = topic prefix):
   <prefix>attempts:endpoint:<id>  sorted set, score = started_at in µs, newest 1,000 kept
   <prefix>attempts:message:<id>   the same per message (webhook-id), kept 7 days
+  <prefix>messages:<id>           hash: event_id, endpoint_id, routed_at; kept 7 days
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -44,6 +49,11 @@ def message_key(settings: Settings, message_id: str) -> str:
     return f"{settings.topic_prefix}attempts:message:{message_id}"
 
 
+def routed_key(settings: Settings, message_id: str) -> str:
+    """Redis key of a routed message's identity."""
+    return f"{settings.topic_prefix}messages:{message_id}"
+
+
 def score(attempt: dict[str, Any]) -> int:
     """Sort key: start time in microseconds (unique per endpoint in practice)."""
     return int(float(attempt["started_at"]) * 1_000_000)
@@ -64,6 +74,7 @@ class AttemptIndex:
         """Join the index group and start indexing."""
         self._consumer = AIOKafkaConsumer(
             self._names.attempts,
+            self._names.deliveries,
             **consumer_options(self._settings, client_id="attempt-index"),
             group_id=f"{self._settings.topic_prefix}attempt-index",
         )
@@ -84,13 +95,19 @@ class AttemptIndex:
         assert consumer is not None
         while True:
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-            records = [orjson.loads(r.value) for rs in batch.values() for r in rs if r.value]
-            if not records:
+            records: list[dict[str, Any]] = []
+            routed: list[dict[str, Any]] = []
+            for tp, rs in batch.items():
+                if tp.topic == self._names.deliveries:
+                    routed.extend(_routed(r.headers, r.timestamp) for r in rs)
+                else:
+                    records.extend(orjson.loads(r.value) for r in rs if r.value)
+            if not records and not routed:
                 continue
             backoff = 0.1
             while True:
                 try:
-                    await self._write(records)
+                    await self._write(records, routed)
                     break
                 except RedisError as exc:
                     log.warning("attempt index paused: Redis down", extra={"error": str(exc)})
@@ -99,8 +116,18 @@ class AttemptIndex:
             await consumer.commit()
             self.indexed += len(records)
 
-    async def _write(self, records: list[dict[str, Any]]) -> None:
+    async def _write(self, records: list[dict[str, Any]], routed: list[dict[str, Any]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
+        for message in routed:
+            if not message:
+                continue
+            key = routed_key(self._settings, message["message_id"])
+            pipe.hsetnx(key, "routed_at", message["routed_at"])
+            pipe.hset(
+                key,
+                mapping={"event_id": message["event_id"], "endpoint_id": message["endpoint_id"]},
+            )
+            pipe.expire(key, MESSAGE_TTL_S)
         endpoints = set()
         for attempt in records:
             member = orjson.dumps(attempt)
@@ -113,3 +140,16 @@ class AttemptIndex:
         for key in endpoints:
             pipe.zremrangebyrank(key, 0, -KEEP_PER_ENDPOINT - 1)
         await pipe.execute()
+
+
+def _routed(headers: Sequence[tuple[str, bytes]], timestamp_ms: int) -> dict[str, Any]:
+    found = dict(headers)
+    try:
+        return {
+            "message_id": found["message_id"].decode(),
+            "event_id": found["event_id"].decode(),
+            "endpoint_id": found["endpoint_id"].decode(),
+            "routed_at": timestamp_ms / 1000,
+        }
+    except (KeyError, UnicodeDecodeError):
+        return {}  # a poison delivery record: the dispatcher parks it
