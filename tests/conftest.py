@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 
 from hookstream.api import create_app
 from hookstream.config import Settings
@@ -29,6 +31,8 @@ from hookstream.sink import SinkRecorder, create_sink_app
 from hookstream.topics import ensure_topics
 
 ADMIN_KEY = "test-admin-key-0123456789"
+# A circuit breaker that never trips, for tests about what happens without it.
+NO_CIRCUIT: dict[str, Any] = {"circuit_consecutive_failures": 10**6, "circuit_min_volume": 10**6}
 _prefixes = itertools.count()
 
 
@@ -45,6 +49,29 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(message() if callable(message) else message)
         await asyncio.sleep(interval)
+
+
+async def read_topic(
+    settings: Settings, topic: str, expect: int, timeout: float = 60
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from the start, polling until at least `expect` are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        try:
+            for _ in range(100):
+                batch = await consumer.getmany(timeout_ms=100)
+                records.extend(r for rs in batch.values() for r in rs)
+                if len(records) >= expect:
+                    return records
+        finally:
+            await consumer.stop()
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {len(records)} of {expect} records in {topic}")
 
 
 @pytest.fixture(scope="session")
@@ -116,9 +143,14 @@ async def registry(settings: Settings) -> AsyncIterator[EndpointRegistry]:
 
 @pytest.fixture
 async def fast(settings: Settings) -> Settings:
-    """Settings with retries scaled down: four retries 200 ms apart, no jitter, 500 ms floor."""
+    """Settings with retries scaled down: four retries 200 ms apart, no jitter, 500 ms floor.
+
+    Retry tests count every attempt of receivers scripted to fail, so the
+    circuit breaker stays out of their way here (NO_CIRCUIT); the health tests
+    set their own breaker.
+    """
     scaled = settings.replace(
-        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5
+        retry_schedule_s="0.2,0.2,0.2,0.2", retry_jitter=0.0, retry_floor_s=0.5, **NO_CIRCUIT
     )
     await ensure_topics(scaled)
     return scaled

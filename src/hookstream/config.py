@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hookstream.engine.circuit import CircuitSettings
+from hookstream.engine.gate import GateSettings
 from hookstream.engine.retry import RetryPolicy, parse_schedule
 from hookstream.errors import ConfigError
 
@@ -86,6 +88,36 @@ class Settings:
     retry_floor_s: float = 60.0
     # Wait between attempts for endpoints whose retry_policy is "linear".
     retry_linear_interval_s: float = 300.0
+
+    # --- Endpoint health (decision 009) -------------------------------------
+    # A delivery that would wait longer than this for its endpoint's rate or
+    # concurrency slot is parked in a retry tier instead of holding the window.
+    endpoint_hold_max_s: float = 1.0
+    # Adaptive concurrency per endpoint: where the cap starts, and its ceiling
+    # (an endpoint's own `max_concurrency` may lower the ceiling).
+    endpoint_initial_concurrency: int = 16
+    endpoint_max_concurrency: int = 64
+    # Health is scored over this sliding window of attempts.
+    health_window_s: float = 300.0
+    # The circuit opens after this many failures in a row...
+    circuit_consecutive_failures: int = 5
+    # ...or when this share of at least `circuit_min_volume` attempts within
+    # `circuit_window_s` failed.
+    circuit_failure_ratio: float = 0.5
+    circuit_min_volume: int = 20
+    circuit_window_s: float = 60.0
+    # Open this long before the first probe; doubles after each failed probe.
+    circuit_open_s: float = 5.0
+    circuit_open_max_s: float = 300.0
+    # An endpoint with no successful attempt for this long is disabled (5 days).
+    auto_disable_after_s: float = 432_000.0
+    # How often changed health snapshots go to Redis and the health topic.
+    health_publish_interval_s: float = 1.0
+    # Endpoints that get their own metric series (the worst first); the rest
+    # are counted only in the per-state totals.
+    metrics_endpoint_series: int = 50
+    # The worker serves /metrics on this port; 0 turns it off.
+    worker_metrics_port: int = 0
 
     # --- Control API -------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -168,6 +200,17 @@ class Settings:
             "http_connections_per_host",
             "response_excerpt_bytes",
             "api_max_body_bytes",
+            "endpoint_hold_max_s",
+            "endpoint_initial_concurrency",
+            "endpoint_max_concurrency",
+            "health_window_s",
+            "circuit_consecutive_failures",
+            "circuit_min_volume",
+            "circuit_window_s",
+            "circuit_open_s",
+            "circuit_open_max_s",
+            "auto_disable_after_s",
+            "health_publish_interval_s",
         ):
             positive(name)
         if self.producer_linger_ms < 0:
@@ -196,6 +239,17 @@ class Settings:
             problems.append(f"{_env('retry_floor_s')} must be greater than 0")
         if self.retry_linear_interval_s <= 0:
             problems.append(f"{_env('retry_linear_interval_s')} must be greater than 0")
+        if not 0 < self.circuit_failure_ratio <= 1:
+            problems.append(f"{_env('circuit_failure_ratio')} must be above 0 and at most 1")
+        if self.endpoint_initial_concurrency > self.endpoint_max_concurrency:
+            problems.append(
+                f"{_env('endpoint_initial_concurrency')} must not exceed "
+                f"{_env('endpoint_max_concurrency')}"
+            )
+        if self.metrics_endpoint_series < 0:
+            problems.append(f"{_env('metrics_endpoint_series')} must be 0 or more")
+        if not 0 <= self.worker_metrics_port < 65536:
+            problems.append(f"{_env('worker_metrics_port')} must be a TCP port or 0")
         if self.admin_key and len(self.admin_key) < 16:
             problems.append(f"{_env('admin_key')} must be at least 16 characters")
         return problems
@@ -216,6 +270,25 @@ class Settings:
             jitter=self.retry_jitter,
             floor_s=self.retry_floor_s,
             linear_interval_s=self.retry_linear_interval_s,
+        )
+
+    @property
+    def gate_settings(self) -> GateSettings:
+        """The endpoint-gate knobs as the engine's settings."""
+        return GateSettings(
+            hold_max_s=self.endpoint_hold_max_s,
+            initial_concurrency=self.endpoint_initial_concurrency,
+            max_concurrency=self.endpoint_max_concurrency,
+            window_s=self.health_window_s,
+            auto_disable_after_s=self.auto_disable_after_s,
+            circuit=CircuitSettings(
+                consecutive=self.circuit_consecutive_failures,
+                failure_ratio=self.circuit_failure_ratio,
+                min_volume=self.circuit_min_volume,
+                window_s=self.circuit_window_s,
+                open_s=self.circuit_open_s,
+                max_open_s=self.circuit_open_max_s,
+            ),
         )
 
     @property

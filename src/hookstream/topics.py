@@ -36,6 +36,8 @@ class TopicNames:
         self.endpoints = f"{p}endpoints"
         self.attempts = f"{p}attempts"
         self.dlq = f"{p}dlq"
+        self.health = f"{p}health"
+        self.ops = f"{p}ops"
         self.router_group = f"{p}router"
         self.dispatcher_group = f"{p}dispatcher"
         self.retry_tiers = {
@@ -59,6 +61,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Config is small and read whole by every process: one partition keeps
         # read-your-writes a single offset comparison.
         TopicSpec(names.endpoints, 1, compact),
+        # Latest health per endpoint: small, read whole by every worker.
+        TopicSpec(names.health, 1, compact),
+        # hookstream's own operational events, routed to operational endpoints.
+        TopicSpec(names.ops, n, week),
     ]
 
 

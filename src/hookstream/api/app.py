@@ -13,7 +13,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from hookstream.api import attempts, dlq, endpoints, events, tasks
+from hookstream.api import attempts, dlq, endpoints, events, health, tasks
 from hookstream.api.auth import auth_middleware
 from hookstream.api.problems import json_response, problem_middleware
 from hookstream.api.redrive import RedriveTasks
@@ -44,6 +44,7 @@ def create_app(
     app.add_routes(attempts.routes)
     app.add_routes(dlq.routes)
     app.add_routes(tasks.routes)
+    app.add_routes(health.routes)
     app.router.add_get("/healthz", _healthz)
     app.cleanup_ctx.append(_clients(settings, registry, publisher))
     return app

@@ -5,6 +5,12 @@ commit. Deliveries run concurrently inside a bounded in-flight window and
 finish out of order; the offset tracker commits per partition only up to the
 lowest record without a durable outcome, so a crash re-delivers (same
 webhook-id) rather than loses.
+
+Admission is per endpoint (engine/gate.py through the health book): a
+delivery whose endpoint's circuit is open, or that would wait more than
+`endpoint_hold_max_s` for the endpoint's rate or concurrency slot, is parked
+in a retry tier with the same attempt number, so a sick or saturated
+endpoint holds at most a small, bounded share of the window.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from aiokafka.structs import ConsumerRecord
 from hookstream import __version__
 from hookstream.config import Settings
 from hookstream.consumers.attempts import AttemptLog, attempt_entry
+from hookstream.consumers.health import HealthBook
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
@@ -51,7 +58,7 @@ class Sender(Protocol):
 
 
 class FailureHandler(Protocol):
-    """Where a failed attempt goes (retry tier, dead letters); must be durable on return."""
+    """Where an unsent or failed delivery goes (retry tier, dead letters); durable on return."""
 
     def wait_for(
         self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
@@ -71,41 +78,16 @@ class FailureHandler(Protocol):
         ...
 
     async def dead(self, task: DeliveryTask, reason: str) -> None:
-        """Park a task that will not be attempted at all."""
+        """Dead-letter a task that will not be attempted at all."""
         ...
 
+    async def park(self, task: DeliveryTask, wait_s: float, *, reserved: bool) -> None:
+        """Hold back a task that was not sent, same attempt, due in `wait_s`."""
+        ...
 
-class LogFailures:
-    """Failure handling without retries (unit tests, tools): one warning line each."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def wait_for(
-        self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
-    ) -> float | None:
-        """Never retry."""
-        return None
-
-    async def handle(
-        self,
-        task: DeliveryTask,
-        result: AttemptResult,
-        verdict: Verdict,
-        reason: str,
-        wait_s: float | None,
-    ) -> None:
-        """Count and log the failed attempt."""
-        self.count += 1
-        log.warning(
-            "delivery attempt failed",
-            extra={**task.log_fields(), "verdict": verdict.value, "reason": reason},
-        )
-
-    async def dead(self, task: DeliveryTask, reason: str) -> None:
-        """Count and log the parked task."""
-        self.count += 1
-        log.warning("delivery parked", extra={**task.log_fields(), "reason": reason})
+    async def disable(self, endpoint_id: str, why: str) -> None:
+        """Disable an endpoint and say so to its tenant."""
+        ...
 
 
 class Dispatcher:
@@ -116,8 +98,9 @@ class Dispatcher:
         settings: Settings,
         registry: EndpointRegistry,
         sender: Sender,
+        failures: FailureHandler,
+        health: HealthBook,
         *,
-        failures: FailureHandler | None = None,
         attempt_log: AttemptLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -125,7 +108,8 @@ class Dispatcher:
         self._names = TopicNames(settings)
         self._registry = registry
         self._sender = sender
-        self._failures: FailureHandler = failures or LogFailures()
+        self._failures = failures
+        self._health = health
         self._attempt_log = attempt_log
         self._topics = [self._names.deliveries, *self._names.retry_tiers.values()]
         self._resumers: dict[TopicPartition, asyncio.TimerHandle] = {}
@@ -140,6 +124,7 @@ class Dispatcher:
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
+        self.parked = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -224,7 +209,7 @@ class Dispatcher:
                 self.dropped += 1
                 log.error("undecodable delivery record skipped", extra={"reason": str(exc)})
             else:
-                await self._attempt(task, record.timestamp / 1000)
+                await self._attempt(tp, task, record.timestamp / 1000)
             self._tracker.finish(tp, record.offset)
         except Exception as exc:
             # A bug, not a delivery failure: leave the offset unfinished (so it is
@@ -233,7 +218,7 @@ class Dispatcher:
         finally:
             self._window.release()
 
-    async def _attempt(self, task: DeliveryTask, routed_at: float) -> None:
+    async def _attempt(self, tp: TopicPartition, task: DeliveryTask, routed_at: float) -> None:
         endpoint = self._registry.get(task.endpoint_id)
         if endpoint is None:
             # Another worker may have routed this with a fresher view of the
@@ -245,14 +230,32 @@ class Dispatcher:
             self.dropped += 1
             log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
             return
+        gate = self._health.gate(endpoint, tp)
         if endpoint.disabled:
-            await self._failures.dead(task, "endpoint disabled")
+            reason = "endpoint disabled"
+            if endpoint.disabled_reason:
+                reason += f": {endpoint.disabled_reason}"
+            await self._failures.dead(task, reason)
             return
+        admission = gate.admit(self._clock(), reserved=task.reserved)
+        if admission.park_s is not None:
+            self.parked += 1
+            self._health.touched(gate)
+            await self._failures.park(task, admission.park_s, reserved=admission.reserved)
+            return
+        if admission.wait_s > 0:
+            await asyncio.sleep(admission.wait_s)  # its rate-limit slot
+        await self._health.take_slot(gate)
         started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
+        self._health.settle(gate, result)
         verdict, reason = judge(result)
         wait_s = None
-        if verdict is Verdict.RETRY:
+        if not result.ok and gate.should_disable(self._clock()):
+            why = f"no successful attempt for {_duration(gate.settings.auto_disable_after_s)}"
+            await self._failures.disable(endpoint.id, why)
+            verdict, reason = Verdict.DEAD, f"endpoint disabled: {why}"
+        elif verdict is Verdict.RETRY:
             wait_s = self._failures.wait_for(task, endpoint, result)
         entry = attempt_entry(task, result, verdict, started_at)
         if self._attempt_log is not None:
@@ -323,6 +326,7 @@ class Dispatcher:
         ):
             await asyncio.sleep(0.01)
         await self._commit(only=revoked)
+        self._health.forget(revoked)
         for tp in revoked:
             self._tracker.forget(tp)
             resumer = self._resumers.pop(tp, None)
@@ -339,6 +343,14 @@ class Dispatcher:
         if self.failure is None:
             self.failure = exc
             log.critical("dispatcher failed", exc_info=exc)
+
+
+def _duration(seconds: float) -> str:
+    """3600 → "1h", 432000 → "5d", 1.5 → "1.5s"."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _due_at_ms(headers: Sequence[tuple[str, bytes]]) -> int:

@@ -192,7 +192,7 @@ def _decode(record: ConsumerRecord[bytes, bytes]) -> DeadLetter | None:
 
 async def redrive(producer: AIOKafkaProducer, deliveries_topic: str, letter: DeadLetter) -> None:
     """Send a dead letter back to `deliveries` as attempt 1 (same webhook-id); awaits the ack."""
-    task = replace(letter.task, attempt=1, due_at_ms=0, history=b"[]")
+    task = replace(letter.task, attempt=1, due_at_ms=0, history=b"[]", reserved=False)
     await producer.send_and_wait(
         deliveries_topic, value=task.body, key=task.endpoint_id.encode(), headers=task.headers()
     )

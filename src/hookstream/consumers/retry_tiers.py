@@ -21,6 +21,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaProducer
 
 from hookstream.consumers.dlq import DeadLetters
+from hookstream.consumers.ops import OpsEvents
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
@@ -40,6 +41,7 @@ class RetryTiers:
         producer: AIOKafkaProducer,
         dead_letters: DeadLetters,
         registry: EndpointRegistry,
+        ops: OpsEvents,
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -50,9 +52,12 @@ class RetryTiers:
         self._producer = producer
         self._dead = dead_letters
         self._registry = registry
+        self._ops = ops
+        self._disabling: set[str] = set()
         self._clock = clock
         self._rng = rng or random.Random()
         self.scheduled = 0
+        self.parked = 0
 
     def wait_for(
         self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
@@ -76,25 +81,49 @@ class RetryTiers:
         if verdict is Verdict.RETRY:
             reason = f"attempts exhausted ({task.attempt}); last: {reason}"
         if result.status == 410:
-            await self._disable(task.endpoint_id)
+            await self.disable(task.endpoint_id, "it answered 410 Gone")
         await self._dead.write(task, reason)
+        if verdict is Verdict.RETRY:
+            await self._ops.attempts_exhausted(task, self._registry.get(task.endpoint_id), reason)
 
     async def dead(self, task: DeliveryTask, reason: str) -> None:
         """Park a task that will not be attempted (its endpoint is disabled)."""
         await self._dead.write(task, reason)
 
-    async def _schedule(self, task: DeliveryTask, wait_s: float) -> None:
-        tier = tier_for(self._tiers, wait_s)
+    async def park(self, task: DeliveryTask, wait_s: float, *, reserved: bool) -> None:
+        """Hold back an attempt that was not sent (circuit open, endpoint saturated).
+
+        It keeps its attempt number: parking is not an attempt.
+        """
         due_at_ms = int((self._clock() + wait_s) * 1000)
-        nxt = task.next_attempt(due_at_ms=due_at_ms)
-        await self._producer.send_and_wait(
-            self._topics[tier], value=nxt.body, key=nxt.endpoint_id.encode(), headers=nxt.headers()
-        )
+        await self._write(wait_s, task.parked(due_at_ms=due_at_ms, reserved=reserved))
+        self.parked += 1
+
+    async def disable(self, endpoint_id: str, why: str) -> None:
+        """Disable an endpoint (once) and tell its tenant through an operational event."""
+        endpoint = self._registry.get(endpoint_id)
+        # Concurrent failures of one endpoint all ask; the first one disables it.
+        if endpoint is None or endpoint.disabled or endpoint_id in self._disabling:
+            return
+        self._disabling.add(endpoint_id)
+        try:
+            disabled = endpoint.with_changes(disabled=True, disabled_reason=why)
+            await self._registry.put(disabled)
+            log.warning(f"endpoint disabled: {why}", extra={"endpoint_id": endpoint_id})
+            await self._ops.endpoint_disabled(disabled, why)
+        finally:
+            self._disabling.discard(endpoint_id)
+
+    async def _schedule(self, task: DeliveryTask, wait_s: float) -> None:
+        due_at_ms = int((self._clock() + wait_s) * 1000)
+        await self._write(wait_s, task.next_attempt(due_at_ms=due_at_ms))
         self.scheduled += 1
 
-    async def _disable(self, endpoint_id: str) -> None:
-        endpoint = self._registry.get(endpoint_id)
-        if endpoint is None or endpoint.disabled:
-            return
-        await self._registry.put(endpoint.with_changes(disabled=True))
-        log.warning("endpoint disabled: it answered 410 Gone", extra={"endpoint_id": endpoint_id})
+    async def _write(self, wait_s: float, task: DeliveryTask) -> None:
+        tier = tier_for(self._tiers, wait_s)
+        await self._producer.send_and_wait(
+            self._topics[tier],
+            value=task.body,
+            key=task.endpoint_id.encode(),
+            headers=task.headers(),
+        )

@@ -56,6 +56,9 @@ class Router:
         self.app.agent(self._events, name="route", concurrency=settings.router_concurrency)(
             self._agent
         )
+        # hookstream's own events (consumers/ops.py) go to operational endpoints only.
+        self._ops = self.app.topic(names.ops, **raw)
+        self.app.agent(self._ops, name="route-ops", concurrency=4)(self._ops_agent)
 
     async def start(self) -> None:
         """Join the router group; returns once partitions are assigned."""
@@ -70,18 +73,31 @@ class Router:
             message = record.message
             await self.route(message.key, message.value, message.timestamp)
 
-    async def route(self, key: bytes | None, value: bytes | None, timestamp: float) -> None:
-        """Route one `events` record; a poison record goes to the DLQ with its reason."""
+    async def _ops_agent(self, stream: Any) -> None:
+        async for record in stream.events():
+            message = record.message
+            await self.route(message.key, message.value, message.timestamp, operational=True)
+
+    async def route(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: float,
+        *,
+        operational: bool = False,
+    ) -> None:
+        """Route one `events` (or `ops`) record; a poison record goes to the DLQ with its reason."""
         try:
             event = decode_event(value)
         except InvalidInput as exc:
             self.poison += 1
             log.error("poison event sent to the dead-letter topic", extra={"reason": str(exc)})
-            headers = [("reason", str(exc).encode()), ("source", b"events")]
+            source = b"ops" if operational else b"events"
+            headers = [("reason", str(exc).encode()), ("source", source)]
             await (await self._dlq.send(key=key, value=value, headers=headers))
             return
         await self._registry.barrier(timestamp)
-        endpoints = self._registry.index.match(event.tenant, event.type)
+        endpoints = self._registry.index.match(event.tenant, event.type, operational=operational)
         if not endpoints:
             return
         body = webhook_body(event)

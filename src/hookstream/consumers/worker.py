@@ -11,15 +11,19 @@ import logging
 import time
 
 import aiohttp
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from hookstream.config import Settings
 from hookstream.consumers.attempt_index import AttemptIndex
 from hookstream.consumers.attempts import AttemptLog
-from hookstream.consumers.dispatcher import Dispatcher, FailureHandler
+from hookstream.consumers.dispatcher import Dispatcher
 from hookstream.consumers.dlq import DeadLetters
+from hookstream.consumers.health import HealthBook
+from hookstream.consumers.health_metrics import serve_metrics
 from hookstream.consumers.http import build_session
+from hookstream.consumers.ops import OpsEvents
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
@@ -33,12 +37,11 @@ log = logging.getLogger(__name__)
 class Worker:
     """Starts and stops the delivery side of hookstream in the running event loop."""
 
-    def __init__(self, settings: Settings, *, failures: FailureHandler | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Writable: a 410 answer disables its endpoint.
         self.registry = EndpointRegistry(settings, writable=True)
         self.router = Router(settings, self.registry)
-        self._failures = failures
         self._session: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -46,6 +49,9 @@ class Worker:
         self.attempt_index: AttemptIndex | None = None
         self.retry_tiers: RetryTiers | None = None
         self.dead_letters: DeadLetters | None = None
+        self.health: HealthBook | None = None
+        self.ops: OpsEvents | None = None
+        self._metrics: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Load the registry, then join the router and dispatcher groups together."""
@@ -62,22 +68,31 @@ class Worker:
         self._producer = AIOKafkaProducer(**producer_options(self.settings, client_id="worker"))
         await self._producer.start()
         self.dead_letters = DeadLetters(self._producer, names.dlq)
+        self.ops = OpsEvents(self._producer, names.ops)
         self.retry_tiers = RetryTiers(
             self.settings.retry_policy,
             names.retry_tiers,
             self._producer,
             self.dead_letters,
             self.registry,
+            self.ops,
         )
+        self._redis = Redis.from_url(self.settings.redis_url)
+        self.health = HealthBook(self.settings, self._producer, self._redis)
+        await self.health.start()
         self.dispatcher = Dispatcher(
             self.settings,
             self.registry,
             sender,
-            failures=self._failures or self.retry_tiers,
+            self.retry_tiers,
+            self.health,
             attempt_log=AttemptLog(self._producer, names.attempts),
         )
-        self._redis = Redis.from_url(self.settings.redis_url)
         self.attempt_index = AttemptIndex(self.settings, self._redis)
+        if self.settings.worker_metrics_port:
+            self._metrics = await serve_metrics(
+                self.settings, self.health, self.settings.worker_metrics_port
+            )
         await asyncio.gather(
             self.router.start(), self.dispatcher.start(), self.attempt_index.start()
         )
@@ -95,6 +110,10 @@ class Worker:
             await self.dispatcher.stop()
         if self.attempt_index is not None:
             await self.attempt_index.stop()
+        if self.health is not None:
+            await self.health.stop()
+        if self._metrics is not None:
+            await self._metrics.cleanup()
         if self._redis is not None:
             await self._redis.aclose()
         if self._producer is not None:

@@ -45,6 +45,7 @@ class DeliveryTask:
     attempt: int = 1
     due_at_ms: int = 0  # not before this time (epoch ms); 0 = now
     history: bytes = b"[]"  # the last attempts, JSON, carried to the dead letter
+    reserved: bool = False  # parked holding a rate-limit slot: not charged again
 
     @classmethod
     def for_event(cls, event: Event, endpoint_id: str, body: bytes) -> DeliveryTask:
@@ -69,6 +70,7 @@ class DeliveryTask:
             ("attempt", b"%d" % self.attempt),
             ("due_at", b"%d" % self.due_at_ms),
             ("history", self.history),
+            ("reserved", b"1" if self.reserved else b"0"),
         ]
 
     @classmethod
@@ -99,6 +101,7 @@ class DeliveryTask:
             attempt=attempt,
             due_at_ms=due_at_ms,
             history=found.get("history", b"[]"),
+            reserved=found.get("reserved") == b"1",
         )
 
     def next_attempt(
@@ -109,8 +112,13 @@ class DeliveryTask:
             self,
             attempt=self.attempt + 1,
             due_at_ms=due_at_ms,
+            reserved=False,
             history=self.history if history is None else orjson.dumps(history),
         )
+
+    def parked(self, *, due_at_ms: int, reserved: bool) -> DeliveryTask:
+        """The same attempt again, not before `due_at_ms` (it was not sent)."""
+        return replace(self, due_at_ms=due_at_ms, reserved=reserved)
 
     def with_attempt(self, entry: dict[str, Any], keep: int = 5) -> list[dict[str, Any]]:
         """The history including `entry`, the last `keep` attempts only."""

@@ -18,8 +18,20 @@ from hookstream.errors import FieldProblem, InvalidInput
 
 MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION = 1000
+MAX_RATE_LIMIT = 10_000.0  # requests/s
+MAX_CONCURRENCY = 1000
 CREATE_FIELDS = frozenset(
-    {"url", "tenant", "event_types", "description", "retry_policy", "max_attempts"}
+    {
+        "url",
+        "tenant",
+        "event_types",
+        "description",
+        "retry_policy",
+        "max_attempts",
+        "rate_limit",
+        "max_concurrency",
+        "operational",
+    }
 )
 
 
@@ -34,11 +46,17 @@ class Endpoint:
     secret: str
     description: str = ""
     disabled: bool = False
+    disabled_reason: str = ""  # why, when hookstream disabled it
     created_at: str = ""
     updated_at: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     retry_policy: str = "exponential"  # exponential | linear | none
     max_attempts: int | None = None  # None: as many as the deployment's schedule
+    rate_limit: float | None = None  # requests per second; None: unlimited
+    max_concurrency: int | None = None  # ceiling of the adaptive cap; None: deployment's
+    # Operational endpoints receive the tenant's hookstream events (endpoint.disabled,
+    # message.attempt.exhausted) and nothing else.
+    operational: bool = False
 
     def to_record(self) -> bytes:
         """The `endpoints` topic record value (secret included: the topic is internal)."""
@@ -53,11 +71,15 @@ class Endpoint:
             "event_types": list(self.event_types),
             "description": self.description,
             "disabled": self.disabled,
+            "disabled_reason": self.disabled_reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "metadata": self.metadata,
             "retry_policy": self.retry_policy,
             "max_attempts": self.max_attempts,
+            "rate_limit": self.rate_limit,
+            "max_concurrency": self.max_concurrency,
+            "operational": self.operational,
         }
         if include_secret:
             body["secret"] = self.secret
@@ -75,11 +97,15 @@ class Endpoint:
             secret=raw["secret"],
             description=raw.get("description", ""),
             disabled=raw.get("disabled", False),
+            disabled_reason=raw.get("disabled_reason", ""),
             created_at=raw.get("created_at", ""),
             updated_at=raw.get("updated_at", ""),
             metadata=raw.get("metadata", {}),
             retry_policy=raw.get("retry_policy", "exponential"),
             max_attempts=raw.get("max_attempts"),
+            rate_limit=raw.get("rate_limit"),
+            max_concurrency=raw.get("max_concurrency"),
+            operational=raw.get("operational", False),
         )
 
     def with_changes(self, clock: Clock = system_clock, **changes: Any) -> Endpoint:
@@ -150,6 +176,30 @@ def new_endpoint(raw: Any, *, allow_private: bool, clock: Clock = system_clock) 
             FieldProblem("max_attempts", f"must be a whole number 1-{MAX_ATTEMPTS_LIMIT}")
         )
 
+    rate_limit = raw.get("rate_limit")
+    if rate_limit is not None and (
+        not isinstance(rate_limit, int | float)
+        or isinstance(rate_limit, bool)
+        or not 0 < rate_limit <= MAX_RATE_LIMIT
+    ):
+        problems.append(
+            FieldProblem(
+                "rate_limit", f"must be requests per second, above 0 up to {MAX_RATE_LIMIT:g}"
+            )
+        )
+    max_concurrency = raw.get("max_concurrency")
+    if max_concurrency is not None and (
+        not isinstance(max_concurrency, int)
+        or isinstance(max_concurrency, bool)
+        or not 1 <= max_concurrency <= MAX_CONCURRENCY
+    ):
+        problems.append(
+            FieldProblem("max_concurrency", f"must be a whole number 1-{MAX_CONCURRENCY}")
+        )
+    operational = raw.get("operational", False)
+    if not isinstance(operational, bool):
+        problems.append(FieldProblem("operational", "must be true or false"))
+
     if problems:
         raise InvalidInput(problems)
     now = rfc3339(clock())
@@ -164,4 +214,7 @@ def new_endpoint(raw: Any, *, allow_private: bool, clock: Clock = system_clock) 
         updated_at=now,
         retry_policy=retry_policy,
         max_attempts=max_attempts,
+        rate_limit=None if rate_limit is None else float(rate_limit),
+        max_concurrency=max_concurrency,
+        operational=operational,
     )

@@ -45,7 +45,8 @@ class EndpointIndex:
     def __init__(self) -> None:
         self._by_id: dict[str, Endpoint] = {}
         self._by_tenant: dict[str, dict[str, tuple[Endpoint, re.Pattern[str]]]] = {}
-        self._cache: dict[str, dict[str, tuple[Endpoint, ...]]] = {}
+        # (operational, tenant) → event type → matching endpoints
+        self._cache: dict[tuple[bool, str], dict[str, tuple[Endpoint, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -81,11 +82,17 @@ class EndpointIndex:
                 del self._by_tenant[old.tenant]
             self._forget(old.tenant)
 
-    def match(self, tenant: str, event_type: str) -> tuple[Endpoint, ...]:
-        """The enabled endpoints of `tenant` whose globs match `event_type`."""
-        per_type = self._cache.get(tenant)
+    def match(
+        self, tenant: str, event_type: str, *, operational: bool = False
+    ) -> tuple[Endpoint, ...]:
+        """The enabled endpoints of `tenant` whose globs match `event_type`.
+
+        Domain events go to ordinary endpoints; hookstream's own operational
+        events (`operational=True`) go only to the tenant's operational ones.
+        """
+        per_type = self._cache.get((operational, tenant))
         if per_type is None:
-            per_type = self._cache[tenant] = {}
+            per_type = self._cache[(operational, tenant)] = {}
         hit = per_type.get(event_type)
         if hit is None:
             if len(per_type) >= MAX_CACHED_TYPES_PER_TENANT:
@@ -93,10 +100,11 @@ class EndpointIndex:
             hit = tuple(
                 ep
                 for ep, regex in self._by_tenant.get(tenant, {}).values()
-                if not ep.disabled and regex.match(event_type)
+                if not ep.disabled and ep.operational is operational and regex.match(event_type)
             )
             per_type[event_type] = hit
         return hit
 
     def _forget(self, tenant: str) -> None:
-        self._cache.pop(tenant, None)
+        self._cache.pop((False, tenant), None)
+        self._cache.pop((True, tenant), None)

@@ -1,0 +1,219 @@
+"""One endpoint's gate: may this delivery start, wait a moment, or be parked?
+
+Pure; the dispatcher keeps one gate per endpoint it owns and acts on what the
+gate returns. A gate combines the circuit breaker, the rate limit, the
+adaptive concurrency cap and the health window, and remembers when the
+endpoint last succeeded (for auto-disable).
+
+Admission estimates how long a new delivery would wait before it can start:
+until the circuit lets it through, until its rate slot, and until a
+concurrency slot frees (the queue ahead of it × latency ÷ cap). Up to
+`hold_max_s` it waits in memory; beyond that it is parked in a retry tier, due
+when its turn is expected, so a saturated endpoint never holds more of the
+in-flight window than it can start within `hold_max_s`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hookstream.engine.circuit import CircuitBreaker, CircuitSettings, CircuitState
+from hookstream.engine.clock import rfc3339
+from hookstream.engine.health import HealthState, HealthWindow, state_for, stats_dict
+from hookstream.engine.outcome import AttemptResult
+from hookstream.engine.throttle import AdaptiveConcurrency, RateLimit
+
+DEFAULT_LATENCY_S = 0.1  # assumed answer time before an endpoint has answered
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """Deployment-wide knobs for every gate."""
+
+    hold_max_s: float = 1.0
+    initial_concurrency: int = 16
+    max_concurrency: int = 64
+    window_s: float = 300.0
+    auto_disable_after_s: float = 5 * 24 * 3600.0
+    circuit: CircuitSettings = field(default_factory=CircuitSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What to do with one delivery now."""
+
+    wait_s: float = 0.0  # wait this long in memory, then take a concurrency slot
+    park_s: float | None = None  # or: park it, due this many seconds from now
+    reason: str = ""
+    reserved: bool = False  # a rate slot is already held for it (carried when parked)
+    probe: bool = False  # it is the half-open circuit's probe
+
+
+class EndpointGate:
+    """Admission, outcome bookkeeping and health for one endpoint."""
+
+    def __init__(
+        self,
+        endpoint_id: str,
+        settings: GateSettings,
+        *,
+        rate_limit: float | None = None,
+        max_concurrency: int | None = None,
+        failing_since: float | None = None,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self.settings = settings
+        self.circuit = CircuitBreaker(settings.circuit)
+        self.window = HealthWindow(window_s=settings.window_s)
+        cap = max_concurrency or settings.max_concurrency
+        self.concurrency = AdaptiveConcurrency(
+            limit=float(min(settings.initial_concurrency, cap)), maximum=cap
+        )
+        self.rate: RateLimit | None = None
+        self._rate_value: float | None = None
+        self.configure(rate_limit, max_concurrency)
+        self.in_flight = 0
+        self.waiting = 0  # admitted, holding the window, not started yet
+        self.last_success_at: float | None = None
+        self.failing_since = failing_since  # first failure since the last success
+        self.parked = 0
+
+    def configure(self, rate_limit: float | None, max_concurrency: int | None) -> None:
+        """Apply the endpoint's own limits (they may change while it runs)."""
+        if rate_limit != self._rate_value:
+            self._rate_value = rate_limit
+            burst = max(1, int(rate_limit * 0.05)) if rate_limit else 1
+            self.rate = RateLimit(rate_limit, burst) if rate_limit else None
+        cap = max_concurrency or self.settings.max_concurrency
+        if cap != self.concurrency.maximum:
+            self.concurrency.maximum = cap
+            self.concurrency.limit = min(self.concurrency.limit, float(cap))
+
+    # -- admit -------------------------------------------------------------
+
+    def admit(self, now: float, *, reserved: bool = False) -> Admission:
+        """Decide for one delivery that wants to start now."""
+        hold = self.circuit.allow(now)
+        if hold > 0:
+            self.parked += 1
+            return Admission(park_s=hold, reason="circuit open")
+        probe = self.circuit.state is CircuitState.HALF_OPEN
+        rate_wait = 0.0
+        if self.rate is not None and not reserved:
+            rate_wait = self.rate.reserve(now)
+            reserved = True
+        wait = max(rate_wait, self._queue_wait())
+        if wait > self.settings.hold_max_s:
+            if probe:
+                self.circuit.abandon()
+            self.parked += 1
+            reason = "rate limit" if rate_wait >= wait else "concurrency limit"
+            return Admission(park_s=wait, reason=reason, reserved=reserved)
+        self.waiting += 1
+        return Admission(wait_s=rate_wait, reserved=reserved, probe=probe)
+
+    def _queue_wait(self) -> float:
+        cap = self.concurrency.cap
+        ahead = self.in_flight + self.waiting + 1 - cap
+        if ahead <= 0:
+            return 0.0
+        latency_s = (self.window.baseline_ms or DEFAULT_LATENCY_S * 1000) / 1000
+        return ahead * latency_s / cap
+
+    def can_start(self) -> bool:
+        """A concurrency slot is free."""
+        return self.in_flight < self.concurrency.cap
+
+    def started(self) -> None:
+        """An admitted delivery took its concurrency slot."""
+        self.waiting -= 1
+        self.in_flight += 1
+
+    def withdrawn(self, probe: bool) -> None:
+        """An admitted delivery will not be sent after all (endpoint gone or disabled)."""
+        self.waiting -= 1
+        if probe:
+            self.circuit.abandon()
+
+    # -- settle ------------------------------------------------------------
+
+    def finished(self, result: AttemptResult, now: float) -> None:
+        """Count a sent delivery's outcome; frees its concurrency slot."""
+        saturated = self.in_flight >= self.concurrency.cap
+        self.in_flight -= 1
+        timeout = result.error_class == "timeout"
+        self.window.record(now, ok=result.ok, latency_ms=result.duration_ms, timeout=timeout)
+        if result.ok:
+            self.last_success_at = now
+            self.failing_since = None
+            self.concurrency.on_success(
+                result.duration_ms, self.window.trusted_baseline_ms, saturated
+            )
+        else:
+            if self.failing_since is None:
+                self.failing_since = now
+            if result.status in (429, 503) or timeout:
+                self.concurrency.on_overload(now)
+        # A 429 or an abort request means the receiver is there and answering.
+        alive = result.ok or result.status == 429 or result.abort_requested
+        self.circuit.record(alive, now)
+
+    def should_disable(self, now: float) -> bool:
+        """No success for the auto-disable period."""
+        return (
+            self.failing_since is not None
+            and now - self.failing_since >= self.settings.auto_disable_after_s
+        )
+
+    def reset(self) -> None:
+        """An operator re-enabled the endpoint: close the circuit, restart the clock."""
+        self.circuit.reset()
+        self.failing_since = None
+
+    # -- report ------------------------------------------------------------
+
+    def state(self, now: float, *, disabled: bool = False) -> HealthState:
+        """healthy / degraded / failing / disabled."""
+        return state_for(
+            self.window.score(now),
+            disabled=disabled,
+            circuit_open=self.circuit.state is not CircuitState.CLOSED,
+        )
+
+    def snapshot(self, now: float, *, disabled: bool = False) -> dict[str, Any]:
+        """Everything the health API shows about this endpoint."""
+        stats = self.window.stats(now)
+        circuit = self.circuit
+        baseline = self.window.baseline_ms
+        return {
+            "endpoint_id": self.endpoint_id,
+            "score": self.window.score(now),
+            "state": self.state(now, disabled=disabled).value,
+            "window": {
+                "seconds": self.settings.window_s,
+                **stats_dict(stats),
+                "baseline_latency_ms": None if baseline is None else round(baseline, 1),
+            },
+            "circuit": {
+                "state": circuit.state.value,
+                "consecutive_failures": circuit.consecutive_failures,
+                "opened_at": _when(circuit.opened_at),
+                "open_until": _when(circuit.open_until if circuit.opened_at is not None else None),
+            },
+            "concurrency": {
+                "limit": self.concurrency.cap,
+                "maximum": self.concurrency.maximum,
+                "in_flight": self.in_flight,
+                "waiting": self.waiting,
+            },
+            "rate_limit": self._rate_value,
+            "parked": self.parked,
+            "last_success_at": _when(self.last_success_at),
+            "failing_since": _when(self.failing_since),
+            "observed_at": _when(now),
+        }
+
+
+def _when(ts: float | None) -> str | None:
+    return None if ts is None else rfc3339(ts)

@@ -1,0 +1,122 @@
+"""Endpoint gates: admit, hold in memory, or park; bookkeeping of outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from hookstream.engine.circuit import CircuitSettings
+from hookstream.engine.gate import EndpointGate, GateSettings
+from hookstream.engine.outcome import AttemptResult
+
+OK = AttemptResult(status=200, duration_ms=100.0)
+FAIL = AttemptResult(status=500, duration_ms=5.0)
+
+
+def gate(**fields: object) -> EndpointGate:
+    settings = GateSettings(
+        hold_max_s=1.0,
+        initial_concurrency=2,
+        max_concurrency=4,
+        circuit=CircuitSettings(consecutive=2, open_s=10.0),
+        auto_disable_after_s=100.0,
+    )
+    return EndpointGate("ep_1", settings, **fields)  # type: ignore[arg-type]
+
+
+def run(g: EndpointGate, result: AttemptResult, now: float) -> None:
+    assert g.admit(now).park_s is None
+    g.started()
+    g.finished(result, now)
+
+
+def test_an_open_circuit_parks_until_it_may_probe() -> None:
+    g = gate()
+    run(g, FAIL, 0.0)
+    run(g, FAIL, 0.0)
+    admission = g.admit(1.0)
+    assert admission.park_s == pytest.approx(9.0)
+    assert admission.reason == "circuit open"
+    assert not admission.reserved
+
+
+def test_the_probe_is_flagged_and_its_success_closes_the_circuit() -> None:
+    g = gate()
+    run(g, FAIL, 0.0)
+    run(g, FAIL, 0.0)
+    probe = g.admit(10.0)
+    assert probe.probe
+    assert probe.park_s is None
+    assert g.admit(10.0).park_s is not None  # others wait for the probe
+    g.started()
+    g.finished(OK, 10.1)
+    assert g.admit(10.2).park_s is None
+
+
+def test_rate_limited_deliveries_wait_in_memory_then_park_with_their_slot() -> None:
+    g = gate(rate_limit=10.0)
+    waits = [g.admit(0.0) for _ in range(12)]
+    assert [a.wait_s for a in waits[:3]] == pytest.approx([0.0, 0.1, 0.2])
+    assert all(a.reserved for a in waits)
+    parked = [a for a in waits if a.park_s is not None]
+    assert parked
+    assert parked[0].reason in {"rate limit", "concurrency limit"}
+
+
+def test_a_reserved_delivery_is_not_charged_again() -> None:
+    g = gate(rate_limit=1.0)
+    g.admit(0.0)
+    assert g.admit(0.0, reserved=True).wait_s == 0.0
+
+
+def test_a_saturated_slow_endpoint_parks_beyond_the_hold() -> None:
+    g = gate()
+    for _ in range(10):
+        run(g, AttemptResult(status=200, duration_ms=1000.0), 0.0)
+    admitted = []
+    while (a := g.admit(1.0)).park_s is None:
+        admitted.append(a)
+    # cap 2 (4 at most), 1 s per answer: about cap + cap × hold seconds fit.
+    assert 2 <= len(admitted) <= 8
+    assert a.reason == "concurrency limit"
+
+
+def test_overload_answers_shrink_the_cap() -> None:
+    g = gate()
+    g.concurrency.limit = 4.0
+    run(g, AttemptResult(status=429, duration_ms=5.0, retry_after="1"), 0.0)
+    assert g.concurrency.cap == 2
+
+
+def test_429_does_not_trip_the_circuit() -> None:
+    g = gate()
+    for t in range(5):
+        run(g, AttemptResult(status=429, duration_ms=5.0), float(t) * 2)
+    assert g.admit(20.0).park_s is None
+
+
+def test_auto_disable_after_the_period_without_success() -> None:
+    g = gate()
+    run(g, FAIL, 0.0)
+    assert not g.should_disable(99.0)
+    assert g.should_disable(100.0)
+    g.reset()
+    assert not g.should_disable(1000.0)
+
+
+def test_a_success_restarts_the_disable_clock() -> None:
+    g = gate(failing_since=0.0)
+    run(g, OK, 50.0)
+    assert not g.should_disable(500.0)
+
+
+def test_snapshot_shows_state_circuit_and_limits() -> None:
+    g = gate(rate_limit=5.0)
+    run(g, FAIL, 0.0)
+    run(g, FAIL, 0.0)
+    snap = g.snapshot(1.0)
+    assert snap["state"] == "failing"
+    assert snap["circuit"]["state"] == "open"
+    assert snap["concurrency"]["limit"] == 2
+    assert snap["rate_limit"] == 5.0
+    assert snap["failing_since"] == "1970-01-01T00:00:00.000Z"
+    assert snap["window"]["failures"] == 2
