@@ -14,35 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import orjson
-from aiohttp import web
 
+from bench.common import register, rss_kib, spawn_worker, start_sink, stop_worker
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
-from hookstream.embedded import EmbeddedStack, free_port
-from hookstream.engine.endpoint import new_endpoint
+from hookstream.embedded import EmbeddedStack
 from hookstream.producers import EventPublisher
-from hookstream.sink import SinkRecorder, create_sink_app
+from hookstream.sink import SinkRecorder
 from hookstream.topics import ensure_topics
 
 
 def _fail_first(seen: int) -> tuple[int, dict[str, str]]:
     return (500, {}) if seen == 1 else (204, {})
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, in KiB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 async def run(events: int, *, backlog: bool = True) -> dict[str, float]:
@@ -60,24 +45,9 @@ async def run(events: int, *, backlog: bool = True) -> dict[str, float]:
         )
         await ensure_topics(settings)
         recorder = SinkRecorder(keep=False)
-        app = create_sink_app(None, recorder, script=_fail_first if backlog else None)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        registry = EndpointRegistry(settings, writable=True)
-        await registry.start()
-        await registry.put(
-            new_endpoint(
-                {"url": f"http://127.0.0.1:{port}/hook", "tenant": "acme"}, allow_private=True
-            )
-        )
-        await registry.stop()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "hookstream", "worker"],
-            env={**os.environ, **settings.to_env()},
-            stdin=subprocess.DEVNULL,
-        )
+        runner, base = await start_sink(recorder, script=_fail_first if backlog else None)
+        await register(settings, [{"url": f"{base}/hook", "tenant": "acme"}])
+        worker = spawn_worker(settings)
         try:
             await asyncio.sleep(8)  # joined its groups, idle
             before = rss_kib(worker.pid)
@@ -100,18 +70,12 @@ async def run(events: int, *, backlog: bool = True) -> dict[str, float]:
             after = rss_kib(worker.pid)
             # The real question: does a worker hold pending retries? A fresh
             # worker that takes over the whole backlog shows it.
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "hookstream", "worker"],
-                env={**os.environ, **settings.to_env()},
-                stdin=subprocess.DEVNULL,
-            )
+            stop_worker(worker)
+            worker = spawn_worker(settings)
             await asyncio.sleep(15)  # joined, read each tier's head, paused until due
             fresh = rss_kib(worker.pid)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            stop_worker(worker)
             await runner.cleanup()
         return {
             "events": events,

@@ -155,6 +155,12 @@ class Dispatcher:
                 await task
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self._settings.http_timeout_s + 5)
+        if self._tasks:
+            # Still waiting for a slot: unfinished, so not committed; the next owner delivers them.
+            log.warning("stopping with deliveries unfinished", extra={"count": len(self._tasks)})
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks)
         if self._consumer is not None:
             await self._commit()
             await self._consumer.stop()
