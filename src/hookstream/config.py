@@ -120,6 +120,7 @@ class Settings:
     worker_metrics_port: int = 0
 
     # --- Control API -------------------------------------------------------
+    # Bind address of the API, and of the worker's /metrics, /healthz and /readyz.
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     # Bearer key with every permission. Required by `hookstream api`.

@@ -52,6 +52,7 @@ def _banner(settings: Settings) -> str:
     return f"""
 hookstream dev is running
   API        {api}
+  dashboard  {api}/dashboard (paste the admin key)
   admin key  {key}
   Kafka      {settings.bootstrap} (embedded, memory only)
   Redis      {settings.redis_url} (embedded Valkey)

@@ -21,7 +21,14 @@ from hookstream.engine.circuit import CircuitState
 from hookstream.engine.signing import verify
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
-from tests.conftest import ADMIN_KEY, EndpointFactory, SinkFactory, eventually, read_topic
+from tests.conftest import (
+    ADMIN_KEY,
+    NO_CIRCUIT,
+    EndpointFactory,
+    SinkFactory,
+    eventually,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +44,10 @@ async def _scaled(settings: Settings, **changes: Any) -> Settings:
 async def _publish(settings: Settings, events: list[dict[str, Any]]) -> list[str]:
     async with EventPublisher(settings) as publisher:
         return await publisher.publish_many(events)
+
+
+def _orders(count: int) -> list[dict[str, Any]]:
+    return [{"type": "order.paid", "tenant": "acme", "data": {"n": n}} for n in range(count)]
 
 
 def _worker_health(worker: Worker) -> Any:
@@ -131,9 +142,7 @@ async def test_circuit_opens_parks_probes_and_closes_when_the_receiver_recovers(
     await worker.start()
     try:
         async with TestClient(TestServer(create_app(cfg))) as client:
-            ids = await _publish(
-                cfg, [{"type": "order.paid", "tenant": "acme", "data": {"n": n}} for n in range(20)]
-            )
+            ids = await _publish(cfg, _orders(20))
             health = _worker_health(worker)
 
             def circuit_open() -> bool:
@@ -205,9 +214,7 @@ async def test_an_endpoint_limited_to_50_per_second_receives_50_per_second_under
     await worker.start()
     try:
         count = 400
-        ids = await _publish(
-            fast, [{"type": "order.paid", "tenant": "acme", "data": {"n": n}} for n in range(count)]
-        )
+        ids = await _publish(fast, _orders(count))
         await eventually(
             lambda: sink.event_ids() == set(ids),
             timeout=60,
@@ -234,17 +241,14 @@ async def test_429_with_retry_after_shrinks_concurrency_and_delays_the_retry(
         retry_schedule_s="1,1",
         retry_floor_s=0.5,
         endpoint_initial_concurrency=16,
-        circuit_consecutive_failures=10**6,
-        circuit_min_volume=10**6,
+        **NO_CIRCUIT,
     )
     sink = await sink_factory(script=lambda n: (429, {"Retry-After": "2"}) if n == 1 else (204, {}))
     endpoint = await endpoint_factory(sink.url, "acme", ["*"])
     worker = Worker(cfg)
     await worker.start()
     try:
-        ids = await _publish(
-            cfg, [{"type": "order.paid", "tenant": "acme", "data": {"n": n}} for n in range(20)]
-        )
+        ids = await _publish(cfg, _orders(20))
         await eventually(lambda: sink.recorder.failed >= 20, timeout=30)
         gate = _worker_health(worker).get(endpoint.id)
         assert gate is not None
@@ -269,8 +273,7 @@ async def test_auto_disable_dead_letters_pending_messages_and_tells_the_ops_endp
         retry_schedule_s="0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3",
         retry_floor_s=0.3,
         auto_disable_after_s=1.5,
-        circuit_consecutive_failures=10**6,
-        circuit_min_volume=10**6,
+        **NO_CIRCUIT,
     )
     dead_sink = await sink_factory(script=lambda n: (500, {}))
     ops_sink = await sink_factory()
@@ -283,9 +286,7 @@ async def test_auto_disable_dead_letters_pending_messages_and_tells_the_ops_endp
     worker = Worker(cfg)
     await worker.start()
     try:
-        orders = await _publish(
-            cfg, [{"type": "order.paid", "tenant": "acme", "data": {"n": n}} for n in range(5)]
-        )
+        orders = await _publish(cfg, _orders(5))
         invoice = await _publish(cfg, [{"type": "invoice.sent", "tenant": "acme", "data": {}}])
 
         def disabled() -> bool:

@@ -11,13 +11,25 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from hookstream.api import attempts, dlq, endpoints, events, health, tasks
+from hookstream.api import (
+    attempts,
+    dashboard,
+    dlq,
+    endpoints,
+    events,
+    health,
+    observability,
+    stats,
+    tasks,
+)
 from hookstream.api.auth import auth_middleware
-from hookstream.api.problems import json_response, problem_middleware
+from hookstream.api.observability import metrics_middleware
+from hookstream.api.problems import problem_middleware
 from hookstream.api.redrive import RedriveTasks
-from hookstream.api.state import PRODUCER, PUBLISHER, REDIS, REGISTRY, SETTINGS, TASKS
+from hookstream.api.state import METRICS, PRODUCER, PUBLISHER, REDIS, REGISTRY, SETTINGS, TASKS
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.errors import ConfigError
@@ -34,24 +46,28 @@ def create_app(
     """Build the API app. Raises ConfigError when no admin key is set."""
     if not settings.admin_key:
         raise ConfigError(["HOOKSTREAM_ADMIN_KEY is required to run the API"])
+    metrics = CollectorRegistry(auto_describe=True)  # this app's own (observability.py)
     app = web.Application(
-        middlewares=[problem_middleware, auth_middleware(settings.admin_key)],
+        middlewares=[
+            metrics_middleware(metrics),
+            problem_middleware,
+            auth_middleware(settings.admin_key),
+        ],
         client_max_size=settings.api_max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app.add_routes(endpoints.routes)
     app.add_routes(events.routes)
     app.add_routes(attempts.routes)
     app.add_routes(dlq.routes)
     app.add_routes(tasks.routes)
     app.add_routes(health.routes)
-    app.router.add_get("/healthz", _healthz)
+    app.add_routes(observability.routes)
+    app.add_routes(stats.routes)
+    app.add_routes(dashboard.routes)
     app.cleanup_ctx.append(_clients(settings, registry, publisher))
     return app
-
-
-async def _healthz(_: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
 
 
 def _clients(

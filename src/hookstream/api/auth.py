@@ -13,7 +13,8 @@ from aiohttp.typedefs import Middleware
 
 from hookstream.api.problems import Handler, Unauthorized
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+# Probes, the Prometheus scrape and the dashboard page itself (its data calls carry the key).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/dashboard"})
 
 
 def auth_middleware(admin_key: str) -> Middleware:

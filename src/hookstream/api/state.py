@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from hookstream.api.redrive import RedriveTasks
@@ -17,3 +18,4 @@ PUBLISHER = web.AppKey("publisher", EventPublisher)
 REDIS = web.AppKey("redis", Redis)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TASKS = web.AppKey("tasks", RedriveTasks)
+METRICS = web.AppKey("metrics", CollectorRegistry)

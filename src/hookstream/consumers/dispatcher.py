@@ -33,6 +33,7 @@ from hookstream import __version__
 from hookstream.config import Settings
 from hookstream.consumers.attempts import AttemptLog, attempt_entry
 from hookstream.consumers.health import HealthBook
+from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
@@ -47,6 +48,12 @@ from hookstream.topics import TopicNames
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"hookstream/{__version__}"
+# One line per attempt: successes only when debugging, failures always.
+_OUTCOME_LEVEL = {
+    Verdict.DELIVERED: logging.DEBUG,
+    Verdict.RETRY: logging.INFO,
+    Verdict.DEAD: logging.WARNING,
+}
 
 
 class Sender(Protocol):
@@ -102,6 +109,7 @@ class Dispatcher:
         health: HealthBook,
         *,
         attempt_log: AttemptLog | None = None,
+        metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -111,6 +119,7 @@ class Dispatcher:
         self._failures = failures
         self._health = health
         self._attempt_log = attempt_log
+        self._metrics = metrics
         self._topics = [self._names.deliveries, *self._names.retry_tiers.values()]
         self._resumers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._clock = clock
@@ -213,6 +222,8 @@ class Dispatcher:
                 task = DeliveryTask.from_record(record.headers, record.value)
             except InvalidInput as exc:
                 self.dropped += 1
+                if self._metrics is not None:
+                    self._metrics.dropped()
                 log.error("undecodable delivery record skipped", extra={"reason": str(exc)})
             else:
                 await self._attempt(tp, task, record.timestamp / 1000)
@@ -234,6 +245,8 @@ class Dispatcher:
             endpoint = self._registry.get(task.endpoint_id)
         if endpoint is None:
             self.dropped += 1
+            if self._metrics is not None:
+                self._metrics.dropped()
             log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
             return
         gate = self._health.gate(endpoint, tp)
@@ -246,6 +259,8 @@ class Dispatcher:
         admission = gate.admit(self._clock(), reserved=task.reserved)
         if admission.park_s is not None:
             self.parked += 1
+            if self._metrics is not None:
+                self._metrics.parked()
             self._health.touched(gate)
             await self._failures.park(task, admission.park_s, reserved=admission.reserved)
             return
@@ -264,6 +279,24 @@ class Dispatcher:
         elif verdict is Verdict.RETRY:
             wait_s = self._failures.wait_for(task, endpoint, result)
         entry = attempt_entry(task, result, verdict, started_at)
+        # A retryable failure with no attempt left is dead, for metrics and logs.
+        outcome = Verdict.DEAD if verdict is Verdict.RETRY and wait_s is None else verdict
+        if self._metrics is not None:
+            self._metrics.attempted(outcome, result.duration_ms, task.occurred_at_ms)
+        level = _OUTCOME_LEVEL[outcome]
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                f"delivery {outcome.value}",
+                extra={
+                    **task.log_fields(),
+                    "status": result.status,
+                    "error": result.error_class,
+                    "duration_ms": round(result.duration_ms, 1),
+                    "reason": reason,
+                    "retry_in_s": None if wait_s is None else round(wait_s, 3),
+                },
+            )
         if self._attempt_log is not None:
             next_at = None if wait_s is None else started_at + wait_s
             await self._attempt_log.record(task, entry, result, next_at)

@@ -61,6 +61,24 @@ def health_key(settings: Settings, endpoint_id: str) -> str:
     return f"{settings.topic_prefix}health:{endpoint_id}"
 
 
+def health_index_key(settings: Settings) -> str:
+    """Redis sorted set of every observed endpoint, by `rank(snapshot)`, worst first."""
+    return f"{settings.topic_prefix}health-index"
+
+
+def rank(snapshot: dict[str, Any]) -> float:
+    """Sort score: the health score, below 0.5 when failing, -1 when disabled.
+
+    So ZCOUNT ranges give the state counts: [-1] disabled, [0, 0.5) failing,
+    [0.5, 0.9) degraded, [0.9, 1] healthy.
+    """
+    state = snapshot["state"]
+    if state == "disabled":
+        return -1.0
+    score = float(snapshot["score"])
+    return min(score, 0.49) if state == "failing" else score
+
+
 class HealthBook:
     """Gates of the endpoints this worker delivers to, and their published health."""
 
@@ -247,12 +265,14 @@ class HealthBook:
         if self._redis is not None and snapshots:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
+                    index = health_index_key(self._settings)
                     for endpoint_id, snap in snapshots.items():
                         pipe.set(
                             health_key(self._settings, endpoint_id),
                             orjson.dumps(snap),
                             ex=SNAPSHOT_TTL_S,
                         )
+                        pipe.zadd(index, {endpoint_id: rank(snap)})
                     await pipe.execute()
             except RedisError as exc:
                 # Soft state: the next change publishes again.

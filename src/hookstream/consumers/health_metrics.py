@@ -14,12 +14,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hookstream.config import Settings
 from hookstream.consumers.health import HealthBook
 from hookstream.engine.circuit import CircuitState
 from hookstream.engine.health import HealthState
@@ -79,27 +76,3 @@ class HealthCollector(Collector):
             "Endpoints left out of the per-endpoint series by the bound",
             len(rows) - len(shown),
         )
-
-
-def metrics_registry(settings: Settings, book: HealthBook) -> CollectorRegistry:
-    """A registry holding this worker's collectors."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(HealthCollector(book, settings.metrics_endpoint_series))
-    return registry
-
-
-async def serve_metrics(settings: Settings, book: HealthBook, port: int) -> web.AppRunner:
-    """Serve GET /metrics on `api_host`:`port`; the caller cleans the runner up."""
-    registry = metrics_registry(settings, book)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"content-type": CONTENT_TYPE_LATEST}
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.api_host, port).start()
-    return runner

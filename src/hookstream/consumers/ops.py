@@ -37,7 +37,10 @@ class OpsEvents:
     async def endpoint_disabled(self, endpoint: Endpoint, reason: str) -> None:
         """An endpoint was disabled (410 Gone, or no success for the auto-disable period)."""
         if endpoint.operational:
-            log.warning("operational endpoint disabled", extra={"endpoint_id": endpoint.id})
+            log.warning(
+                "operational endpoint disabled",
+                extra={"endpoint_id": endpoint.id, "tenant": endpoint.tenant},
+            )
             return
         now = system_clock()
         data = {"endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason}

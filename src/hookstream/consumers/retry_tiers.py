@@ -109,7 +109,10 @@ class RetryTiers:
         try:
             disabled = endpoint.with_changes(disabled=True, disabled_reason=why)
             await self._registry.put(disabled)
-            log.warning(f"endpoint disabled: {why}", extra={"endpoint_id": endpoint_id})
+            log.warning(
+                f"endpoint disabled: {why}",
+                extra={"endpoint_id": endpoint_id, "tenant": endpoint.tenant},
+            )
             await self._ops.endpoint_disabled(disabled, why)
         finally:
             self._disabling.discard(endpoint_id)

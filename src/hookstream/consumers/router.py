@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from hookstream.config import Settings
+from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.router_app import router_app
 from hookstream.engine.delivery import DeliveryTask, webhook_body
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 class Router:
     """Runs the routing agent inside the caller's event loop: `start()` / `stop()`."""
 
-    def __init__(self, settings: Settings, registry: EndpointRegistry) -> None:
+    def __init__(
+        self, settings: Settings, registry: EndpointRegistry, metrics: WorkerMetrics | None = None
+    ) -> None:
         self._registry = registry
+        self._metrics = metrics
         names = TopicNames(settings)
         self.routed = 0
         self.poison = 0
@@ -96,14 +100,17 @@ class Router:
             headers = [("reason", str(exc).encode()), ("source", source)]
             await (await self._dlq.send(key=key, value=value, headers=headers))
             return
+        if self._metrics is not None:
+            self._metrics.events.inc()
         await self._registry.barrier(timestamp)
         endpoints = self._registry.index.match(event.tenant, event.type, operational=operational)
         if not endpoints:
             return
         body = webhook_body(event)
+        occurred_at_ms = event.occurred_at_ms
         acks = []
         for endpoint in endpoints:
-            task = DeliveryTask.for_event(event, endpoint.id, body)
+            task = DeliveryTask.for_event(event, endpoint.id, body, occurred_at_ms)
             acks.append(
                 await self._deliveries.send(
                     key=endpoint.id.encode(), value=body, headers=task.headers()

@@ -13,7 +13,9 @@ import time
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from hookstream.config import Settings
 from hookstream.consumers.attempt_index import AttemptIndex
@@ -21,12 +23,15 @@ from hookstream.consumers.attempts import AttemptLog
 from hookstream.consumers.dispatcher import Dispatcher
 from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.health import HealthBook
-from hookstream.consumers.health_metrics import serve_metrics
+from hookstream.consumers.health_metrics import HealthCollector
 from hookstream.consumers.http import build_session
+from hookstream.consumers.lag import LagMonitor
+from hookstream.consumers.metrics import RollupFlusher, WorkerMetrics
 from hookstream.consumers.ops import OpsEvents
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
+from hookstream.consumers.worker_http import serve
 from hookstream.engine.sender import HttpSender
 from hookstream.kafka import producer_options
 from hookstream.topics import TopicNames
@@ -41,7 +46,11 @@ class Worker:
         self.settings = settings
         # Writable: a 410 answer disables its endpoint.
         self.registry = EndpointRegistry(settings, writable=True)
-        self.router = Router(settings, self.registry)
+        # This process's own metrics registry: never the global default (see metrics.py).
+        self.metrics_registry = CollectorRegistry(auto_describe=True)
+        self.metrics = WorkerMetrics(self.metrics_registry)
+        self.lag: LagMonitor | None = None
+        self.router = Router(settings, self.registry, self.metrics)
         self._session: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -51,7 +60,8 @@ class Worker:
         self.dead_letters: DeadLetters | None = None
         self.health: HealthBook | None = None
         self.ops: OpsEvents | None = None
-        self._metrics: web.AppRunner | None = None
+        self._http: web.AppRunner | None = None
+        self._rollup: RollupFlusher | None = None
 
     async def start(self) -> None:
         """Load the registry, then join the router and dispatcher groups together."""
@@ -87,11 +97,22 @@ class Worker:
             self.retry_tiers,
             self.health,
             attempt_log=AttemptLog(self._producer, names.attempts),
+            metrics=self.metrics,
         )
+        self.metrics_registry.register(
+            HealthCollector(self.health, self.settings.metrics_endpoint_series)
+        )
+        self._rollup = RollupFlusher(self.metrics, self._redis, self.settings.topic_prefix)
+        await self._rollup.start()
+        self.lag = LagMonitor(self.settings, self.metrics_registry, redis=self._redis)
+        await self.lag.start()
         self.attempt_index = AttemptIndex(self.settings, self._redis)
         if self.settings.worker_metrics_port:
-            self._metrics = await serve_metrics(
-                self.settings, self.health, self.settings.worker_metrics_port
+            self._http = await serve(
+                self.settings.api_host,
+                self.settings.worker_metrics_port,
+                self.metrics_registry,
+                self.readiness,
             )
         await asyncio.gather(
             self.router.start(), self.dispatcher.start(), self.attempt_index.start()
@@ -112,8 +133,12 @@ class Worker:
             await self.attempt_index.stop()
         if self.health is not None:
             await self.health.stop()
-        if self._metrics is not None:
-            await self._metrics.cleanup()
+        if self._http is not None:
+            await self._http.cleanup()
+        if self.lag is not None:
+            await self.lag.stop()
+        if self._rollup is not None:
+            await self._rollup.stop()
         if self._redis is not None:
             await self._redis.aclose()
         if self._producer is not None:
@@ -135,6 +160,22 @@ class Worker:
         if self.router.app.crashed:
             return self.router.app.crash_reason or RuntimeError("router crashed")
         return None
+
+    async def readiness(self) -> dict[str, bool]:
+        """What /readyz checks: every stage alive, the broker answering, Redis answering."""
+        redis_ok = False
+        if self._redis is not None:
+            try:
+                redis_ok = bool(await asyncio.wait_for(self._redis.ping(), 2))
+            except (RedisError, OSError, TimeoutError):
+                redis_ok = False
+        refreshed = self.lag.refreshed_at if self.lag is not None else None
+        return {
+            "stages": self.failure() is None and self.dispatcher is not None,
+            # The lag monitor talks to the broker every few seconds.
+            "broker": refreshed is not None and time.monotonic() - refreshed < 20,
+            "redis": redis_ok,
+        }
 
     async def run_until_failure(self) -> BaseException:
         """Wait until a stage dies; return why (the caller exits non-zero)."""

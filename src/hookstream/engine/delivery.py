@@ -46,11 +46,15 @@ class DeliveryTask:
     due_at_ms: int = 0  # not before this time (epoch ms); 0 = now
     history: bytes = b"[]"  # the last attempts, JSON, carried to the dead letter
     reserved: bool = False  # parked holding a rate-limit slot: not charged again
+    occurred_at_ms: int = 0  # when the event happened (epoch ms), for delivery latency
 
     @classmethod
-    def for_event(cls, event: Event, endpoint_id: str, body: bytes) -> DeliveryTask:
+    def for_event(
+        cls, event: Event, endpoint_id: str, body: bytes, occurred_at_ms: int = 0
+    ) -> DeliveryTask:
         """The first attempt of `event` to `endpoint_id`; `body` is `webhook_body(event)`."""
         return cls(
+            occurred_at_ms=occurred_at_ms,
             message_id=message_id_for(event.id, endpoint_id),
             event_id=event.id,
             endpoint_id=endpoint_id,
@@ -71,6 +75,7 @@ class DeliveryTask:
             ("due_at", b"%d" % self.due_at_ms),
             ("history", self.history),
             ("reserved", b"1" if self.reserved else b"0"),
+            ("occurred_at", b"%d" % self.occurred_at_ms),
         ]
 
     @classmethod
@@ -88,6 +93,7 @@ class DeliveryTask:
         try:
             attempt = int(found.get("attempt", b"1"))
             due_at_ms = int(found.get("due_at", b"0"))
+            occurred_at_ms = int(found.get("occurred_at", b"0"))
             text = {k: v.decode() for k, v in found.items() if k in _TEXT_HEADERS}
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput([FieldProblem("record", "undecodable delivery headers")]) from None
@@ -102,6 +108,7 @@ class DeliveryTask:
             due_at_ms=due_at_ms,
             history=found.get("history", b"[]"),
             reserved=found.get("reserved") == b"1",
+            occurred_at_ms=occurred_at_ms,
         )
 
     def next_attempt(

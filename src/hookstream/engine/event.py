@@ -45,6 +45,11 @@ class Event:
         return orjson.dumps(body)
 
     @property
+    def occurred_at_ms(self) -> int:
+        """`occurred_at` as epoch milliseconds."""
+        return int(parse_rfc3339(self.occurred_at).timestamp() * 1000)
+
+    @property
     def key(self) -> bytes:
         """The Kafka key: the subject keeps one subject's events in order, else the id."""
         return (self.subject or self.id).encode()
