@@ -8,6 +8,7 @@ other's records.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import time
@@ -37,15 +38,20 @@ _prefixes = itertools.count()
 
 
 async def eventually(
-    condition: Callable[[], bool],
+    condition: Callable[[], bool | Awaitable[bool]],
     *,
     timeout: float = 60.0,
     interval: float = 0.05,
     message: str | Callable[[], str] = "condition not met",
 ) -> None:
-    """Poll `condition` until true; fail with `message` after `timeout` seconds."""
+    """Poll `condition` (plain or async) until true; fail with `message` after `timeout` s."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        met = condition()
+        if inspect.isawaitable(met):
+            met = await met
+        if met:
+            return
         if time.monotonic() > deadline:
             pytest.fail(message() if callable(message) else message)
         await asyncio.sleep(interval)

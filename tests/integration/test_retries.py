@@ -160,7 +160,11 @@ async def test_retry_after_is_honoured_and_clamped_to_twice_the_schedule(
 async def test_sigkill_with_1000_messages_in_a_retry_tier_loses_none(
     settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory, tmp_path: Path
 ) -> None:
-    tiered = settings.replace(retry_schedule_s="4", retry_jitter=0.0, retry_floor_s=4, **NO_CIRCUIT)
+    # The tier must outlast the first round of 1,000 attempts even on a
+    # loaded two-core runner, or early messages come back before the kill.
+    tiered = settings.replace(
+        retry_schedule_s="20", retry_jitter=0.0, retry_floor_s=20, **NO_CIRCUIT
+    )
     await ensure_topics(tiered)
     sink = await sink_factory(script=lambda n: (500, {}) if n == 1 else (204, {}))
     await endpoint_factory(sink.url, "acme", ["*"])
@@ -177,7 +181,7 @@ async def test_sigkill_with_1000_messages_in_a_retry_tier_loses_none(
 
     worker = start()
     try:
-        # Every message failed once, so every one waits in the 4 s tier.
+        # Every message failed once, so every one waits in the 20 s tier.
         await eventually(lambda: sink.recorder.failed >= 1000, timeout=90, message="first attempts")
         assert sink.event_ids() == set()
         worker.send_signal(signal.SIGKILL)
@@ -185,7 +189,7 @@ async def test_sigkill_with_1000_messages_in_a_retry_tier_loses_none(
         worker = start()
         await eventually(
             lambda: sink.event_ids() == set(ids),
-            timeout=120,
+            timeout=150,
             message=lambda: f"{len(set(ids) - sink.event_ids())} never delivered",
         )
     finally:

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -81,6 +82,14 @@ class AttemptIndex:
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="attempt-index")
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the indexing task died, or None while it runs."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
     async def stop(self) -> None:
         """Stop indexing and leave the group."""
         if self._task is not None:
@@ -113,7 +122,7 @@ class AttemptIndex:
                     log.warning("attempt index paused: Redis down", extra={"error": str(exc)})
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
-            await consumer.commit()
+            await _commit(consumer)
             self.indexed += len(records)
 
     async def _write(self, records: list[dict[str, Any]], routed: list[dict[str, Any]]) -> None:
@@ -140,6 +149,20 @@ class AttemptIndex:
         for key in endpoints:
             pipe.zremrangebyrank(key, 0, -KEEP_PER_ENDPOINT - 1)
         await pipe.execute()
+
+
+async def _commit(consumer: AIOKafkaConsumer) -> None:
+    """Commit what was indexed; a rebalance that took the partitions is not an error.
+
+    The index is idempotent (sorted-set members, HSETNX), so whatever the next
+    owner re-reads from the last commit is written again harmlessly.
+    """
+    try:
+        await consumer.commit()
+    except (CommitFailedError, IllegalStateError) as exc:
+        log.info("attempt index commit skipped during rebalance", extra={"error": str(exc)})
+    except KafkaError as exc:
+        log.warning("attempt index commit failed; will retry", extra={"error": str(exc)})
 
 
 def _routed(headers: Sequence[tuple[str, bytes]], timestamp_ms: int) -> dict[str, Any]:

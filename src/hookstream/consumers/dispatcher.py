@@ -125,6 +125,7 @@ class Dispatcher:
         self._clock = clock
         self._window = asyncio.Semaphore(settings.in_flight)
         self._tracker = OffsetTracker()
+        self._generation = 0  # bumped when a rebalance revokes partitions
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: dict[str, bytes] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -181,14 +182,22 @@ class Dispatcher:
         assert consumer is not None
         while True:
             batch = await consumer.getmany(timeout_ms=1000)
+            generation = self._generation
             for tp, records in batch.items():
                 for record in records:
+                    if self._generation != generation:
+                        break
                     if self._hold_until_due(tp, record):
                         break  # the rest of this partition waits behind its head
                     await self._window.acquire()
-                    if tp not in consumer.assignment():
-                        self._window.release()  # revoked while we waited: its new owner has it
-                        continue
+                    if self._generation != generation:
+                        # A rebalance began while we waited: the revoked partitions were
+                        # drained and committed up to here, and whoever owns each one now
+                        # (maybe us again) reads on from that commit. Starting the rest
+                        # of a batch fetched under the old assignment could let a later
+                        # commit pass records nobody attempted.
+                        self._window.release()
+                        break
                     self._tracker.start(tp, record.offset)
                     task = asyncio.create_task(self._deliver(tp, record))
                     self._tasks.add(task)
@@ -407,6 +416,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._dispatcher = dispatcher
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._dispatcher._generation += 1
         await self._dispatcher._drain(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

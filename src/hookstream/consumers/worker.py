@@ -157,6 +157,8 @@ class Worker:
             return self.registry.failure
         if self.dispatcher is not None and self.dispatcher.failure is not None:
             return self.dispatcher.failure
+        if self.attempt_index is not None and self.attempt_index.failure is not None:
+            return self.attempt_index.failure
         if self.router.app.crashed:
             return self.router.app.crash_reason or RuntimeError("router crashed")
         return None
