@@ -26,5 +26,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# Measure the engine on this machine; SCENARIO=steady|latency|seed|isolation|backlog|all.
+SCENARIO ?= steady
+bench: $(STAMP)
+	$(BIN)/hookstream bench --scenario $(SCENARIO)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The `hookstream` command: dev | worker | api | sink | topics.
+"""The `hookstream` command: dev | worker | api | sink | topics | bench.
 
 Every command builds one Settings object (HOOKSTREAM_* environment, then flags)
 and fails at start with one line per bad value.
@@ -27,6 +27,9 @@ log = logging.getLogger("hookstream")
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `hookstream` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        _bench(argv[1:])  # the bench has its own options (python -m bench --help)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -89,10 +92,28 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--quiet", action="store_true", help="print counts, not each delivery")
     sink.set_defaults(run=_sink)
 
+    sub.add_parser("bench", help="measure the engine on this machine (from a source checkout)")
+
     topics = sub.add_parser("topics", help="create the topics that do not exist yet")
     servers(topics)
     topics.set_defaults(run=_topics)
     return parser
+
+
+def _bench(args: list[str]) -> None:
+    """Replace this process with `python -m bench ARGS` run from the source checkout.
+
+    The bench lives beside the package, not in it (nothing imports bench/).
+    """
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[2]
+    root = next((d for d in (here, Path.cwd()) if (d / "bench" / "__main__.py").exists()), None)
+    if root is None:
+        print("hookstream: error: bench/ not found: run from a source checkout", file=sys.stderr)
+        raise SystemExit(2)
+    os.chdir(root)
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *args])
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -53,6 +53,17 @@ def test_sink_refuses_a_malformed_secret() -> None:
     assert done.stderr.strip().startswith("hookstream: error: --secret:")
 
 
+def test_bench_runs_from_the_checkout_and_refuses_bad_options_in_one_line() -> None:
+    done = _hookstream("bench", "--help")
+    assert done.returncode == 0
+    assert "--scenario" in done.stdout
+    bad = _hookstream("bench", "--bootstrap", "127.0.0.1:9092")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "hookstream bench: error: give both --bootstrap and --redis, or neither"
+    )
+
+
 async def test_api_role_serves_against_external_servers(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, **settings.to_env(), "HOOKSTREAM_ADMIN_KEY": ADMIN_KEY}

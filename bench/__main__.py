@@ -1,0 +1,114 @@
+"""`hookstream bench` / `python -m bench`: run scenarios, write JSON, markdown and a plot.
+
+    .venv/bin/hookstream bench --scenario steady
+    .venv/bin/hookstream bench --scenario all --workers 2
+
+Results go to bench/results/<UTC time>-<scenario>.{json,md,png}. The run
+fails (exit 1) when any event was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import scenarios
+from bench.harness import servers
+from bench.report import markdown, plot
+
+SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers came from."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    wanted = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    results: dict[str, Any] = {}
+    with servers(args.bootstrap, args.redis) as where:
+        if "steady" in wanted or "latency" in wanted:
+            results["steady"] = await scenarios.steady(
+                where, workers=args.workers, events=args.events
+            )
+        if "latency" in wanted:
+            half = args.rate or results["steady"]["deliveries_per_s"] / 2
+            results["latency"] = await scenarios.latency(
+                where, workers=args.workers, rate=half, seconds=args.seconds
+            )
+        if "seed" in wanted:
+            results["seed"] = await scenarios.seed(where, workers=args.workers)
+        if "isolation" in wanted:
+            results["isolation"] = await scenarios.isolation(
+                where, events_per_endpoint=args.isolation_events
+            )
+        if "backlog" in wanted:
+            results["backlog"] = await scenarios.backlog(where, events=args.backlog_events)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hookstream bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="steady")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--events", type=int, default=60_000, help="steady: backlog size")
+    parser.add_argument("--rate", type=float, help="latency: events/s (default half of steady)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="latency: how long")
+    parser.add_argument("--isolation-events", type=int, default=500)
+    parser.add_argument("--backlog-events", type=int, default=100_000)
+    parser.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
+    parser.add_argument("--redis", help="use this Redis instead of the embedded Valkey")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if bool(args.bootstrap) != bool(args.redis):
+        parser.error("give both --bootstrap and --redis, or neither")
+    if args.workers < 1 or args.events < 100:
+        parser.error("--workers must be at least 1 and --events at least 100")
+
+    import uvloop
+
+    started = time.time()
+    results = uvloop.run(run(args))
+    report = {
+        "command": "hookstream bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": machine(),
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{args.scenario}"
+    stem.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    table = markdown(report)
+    stem.with_suffix(".md").write_text(table)
+    plotted = plot(results, stem.with_suffix(".png"))
+    print(table)
+    print(f"results: {stem}.json, .md" + (", .png" if plotted else ""))
+    lost = sum(int(r.get("lost", 0)) for r in results.values())
+    if lost:
+        print(f"FAILED: {lost} events lost", file=sys.stderr)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

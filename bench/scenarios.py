@@ -1,0 +1,153 @@
+"""The bench scenarios: steady, latency, isolation, backlog, seed.
+
+Each returns a flat dict of figures; `bench/__main__.py` runs them, writes the
+results and fails the run on any loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from bench import backlog as backlog_bench
+from bench import isolation as isolation_bench
+from bench.harness import Progress, Rig, Servers, publish, publish_at, rig
+
+ENDPOINTS = 10
+PAD = 200  # bytes of filler in each event's data: about 300-byte webhooks
+
+
+async def _drain(
+    running: Rig, expected: int, label: str, timeout: float
+) -> list[tuple[float, int]]:
+    """Wait until the sink accepted `expected`; returns (time, accepted) samples."""
+    bar = Progress(label, expected)
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout
+    previous = (time.monotonic(), 0)
+    while True:
+        stats = await running.sink_stats(since=time.time() + 3600)  # counts only
+        now = time.monotonic()
+        accepted = stats["accepted"]
+        samples.append((time.time(), accepted))
+        rate = (accepted - previous[1]) / max(1e-6, now - previous[0])
+        previous = (now, accepted)
+        bar.show(accepted, f"{rate:8,.0f}/s")
+        if accepted >= expected:
+            bar.close()
+            return samples
+        running.check_alive()
+        if time.monotonic() > deadline:
+            bar.close()
+            raise SystemExit(f"{label}: only {accepted} of {expected} delivered in {timeout:.0f}s")
+        await asyncio.sleep(0.25)
+
+
+def _sustained(samples: list[tuple[float, int]], expected: int) -> float:
+    """Deliveries/s between 10% and 90% of the total (start-up and tail left out)."""
+    low = next(t for t, n in samples if n >= expected * 0.1)
+    high = next(t for t, n in samples if n >= expected * 0.9)
+    return expected * 0.8 / max(1e-6, high - low)
+
+
+def _series(stats: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(int(second), int(count)) for second, count in stats["per_second"]]
+
+
+async def baseline(url: str, count: int, concurrency: int) -> float:
+    """The bare aiohttp client against the same sink, in its own process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.baseline", "--url", url, "--count", str(count),
+        "--concurrency", str(concurrency), "--pad", str(PAD),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode:
+        raise SystemExit("the baseline client failed")
+    rate: float = json.loads(out)["deliveries_per_s"]
+    return rate
+
+
+async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]:
+    """Maximum sustained throughput: a backlog of `events` drained by the workers."""
+    async with rig(where, workers=workers, endpoints=ENDPOINTS) as running:
+        bar = Progress("publish", events)
+        publish_rate = await publish(
+            running.settings, events, kinds=ENDPOINTS, pad=PAD, progress=bar.show
+        )
+        bar.close()
+        cpu_before = running.cpu_seconds()
+        samples = await _drain(running, events, "steady", timeout=900)
+        cpu = running.cpu_seconds() - cpu_before
+        stats = await running.sink_stats()
+        sustained = _sustained(samples, events)
+        concurrency = running.settings.http_connections_per_host * workers
+        base = await baseline(f"{running.sink_url}/baseline", min(events, 30_000), concurrency)
+        return {
+            "scenario": "steady",
+            "workers": workers,
+            "events": events,
+            "publish_events_per_s": round(publish_rate, 1),
+            "deliveries_per_s": round(sustained, 1),
+            "baseline_deliveries_per_s": base,
+            "engine_vs_baseline": round(sustained / base, 3),
+            "cpu_ms_per_delivery": round(cpu / events * 1000, 3),
+            "peak_rss_mib": round(running.peak_rss_mib(), 1),
+            "duplicates": stats["duplicates"],
+            "lost": events - stats["distinct"],
+            "series": _series(stats),
+        }
+
+
+async def latency(where: Servers, *, workers: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Publish → delivery latency at a steady `rate` (half the measured maximum)."""
+    async with rig(where, workers=workers, endpoints=ENDPOINTS) as running:
+        started = time.time()
+        sent = await publish_at(running.settings, rate, seconds, kinds=ENDPOINTS, pad=PAD)
+        await _drain(running, sent, "latency", timeout=300)
+        # Leave the first 10% out: the first fetches after an idle spell.
+        stats = await running.sink_stats(since=started + seconds * 0.1)
+        return {
+            "scenario": "latency",
+            "workers": workers,
+            "rate_per_s": round(rate, 1),
+            "seconds": seconds,
+            "events": sent,
+            "latency_p50_ms": stats["latency_ms"]["p50"],
+            "latency_p95_ms": stats["latency_ms"]["p95"],
+            "latency_p99_ms": stats["latency_ms"]["p99"],
+            "duplicates": stats["duplicates"],
+            "lost": sent - stats["distinct"],
+            "series": _series(stats),
+        }
+
+
+async def seed(where: Servers, *, workers: int, seconds: float = 60.0) -> dict[str, Any]:
+    """The seeds' demand: 10,000 requests a minute held for a minute, nothing lost."""
+    rate = 10_000 / 60
+    result = await latency(where, workers=workers, rate=rate, seconds=seconds)
+    per_second = [count for _, count in result["series"]]
+    core = per_second[1:-1] or per_second
+    return {
+        **result,
+        "scenario": "seed",
+        "held_per_minute": round(statistics.mean(core) * 60, 0),
+    }
+
+
+async def isolation(where: Servers, *, events_per_endpoint: int) -> dict[str, Any]:
+    """Healthy endpoints' throughput with 10% slow + 10% failing neighbours vs all healthy."""
+    del where  # bench/isolation.py runs its own embedded pair per run
+    result = await isolation_bench.run(events_per_endpoint, rounds=1)
+    return {"scenario": "isolation", **result}
+
+
+async def backlog(where: Servers, *, events: int) -> dict[str, Any]:
+    """Worker memory with `events` retries pending (bench/backlog.py)."""
+    del where
+    result = await backlog_bench.run(events)
+    return {"scenario": "backlog", **result}
