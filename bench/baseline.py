@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import time
 
 import aiohttp
@@ -53,8 +54,16 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
-    rate = uvloop.run(run(args.url, bodies_like_the_engine(args.count, args.pad), args.concurrency))
-    print(orjson.dumps({"deliveries_per_s": round(rate, 1)}).decode())
+    bodies = bodies_like_the_engine(args.count, args.pad)
+    before = _cpu_seconds()
+    rate = uvloop.run(run(args.url, bodies, args.concurrency))
+    cpu_ms = (_cpu_seconds() - before) / args.count * 1000
+    print(orjson.dumps({"deliveries_per_s": round(rate, 1), "cpu_ms_per_request": cpu_ms}).decode())
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ class Servers:
     bootstrap: str
     redis_url: str
     embedded: bool
+    pids: dict[str, int] = field(default_factory=dict)  # embedded servers, by name
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each embedded server has used so far."""
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
 
 @contextlib.contextmanager
@@ -50,7 +55,7 @@ def servers(bootstrap: str | None, redis_url: str | None) -> Any:
         return
     with EmbeddedStack() as stack:
         configured = stack.settings(Settings())
-        yield Servers(configured.bootstrap, configured.redis_url, embedded=True)
+        yield Servers(configured.bootstrap, configured.redis_url, embedded=True, pids=stack.pids)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,6 +94,10 @@ class Rig:
     def cpu_seconds(self) -> float:
         """CPU seconds used by every worker process so far."""
         return sum(cpu_seconds(w.pid) for w in self.workers)
+
+    def sink_cpu_seconds(self) -> float:
+        """CPU seconds the sink process has used so far."""
+        return cpu_seconds(self.sink.pid)
 
     def peak_rss_mib(self) -> float:
         """The largest peak RSS among the worker processes."""

@@ -58,8 +58,9 @@ def _series(stats: dict[str, Any]) -> list[tuple[int, int]]:
     return [(int(second), int(count)) for second, count in stats["per_second"]]
 
 
-async def baseline(url: str, count: int, concurrency: int) -> float:
-    """The bare aiohttp client against the same sink, in its own process."""
+async def baseline(url: str, count: int, concurrency: int) -> dict[str, float]:
+    """The bare aiohttp client against the same sink, in its own process: its
+    deliveries/s and CPU ms per request."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.baseline", "--url", url, "--count", str(count),
         "--concurrency", str(concurrency), "--pad", str(PAD),
@@ -68,8 +69,8 @@ async def baseline(url: str, count: int, concurrency: int) -> float:
     out, _ = await process.communicate()
     if process.returncode:
         raise SystemExit("the baseline client failed")
-    rate: float = json.loads(out)["deliveries_per_s"]
-    return rate
+    result: dict[str, float] = json.loads(out)
+    return result
 
 
 async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]:
@@ -81,21 +82,37 @@ async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]
         )
         bar.close()
         cpu_before = running.cpu_seconds()
+        servers_before = where.cpu_seconds()
+        sink_before = running.sink_cpu_seconds()
         samples = await _drain(running, events, "steady", timeout=900)
         cpu = running.cpu_seconds() - cpu_before
+        servers_cpu = {k: v - servers_before[k] for k, v in where.cpu_seconds().items()}
+        sink_cpu = running.sink_cpu_seconds() - sink_before
         stats = await running.sink_stats()
         sustained = _sustained(samples, events)
         concurrency = running.settings.http_connections_per_host * workers
-        base = await baseline(f"{running.sink_url}/baseline", min(events, 30_000), concurrency)
+        count = min(events, 30_000)
+        sink_before = running.sink_cpu_seconds()
+        base = await baseline(f"{running.sink_url}/baseline", count, concurrency)
+        base_sink_cpu = running.sink_cpu_seconds() - sink_before
+        rate = base["deliveries_per_s"]
+        per_delivery = {
+            f"{name}_cpu_ms_per_delivery": round(used / events * 1000, 3)
+            for name, used in servers_cpu.items()
+        }
         return {
             "scenario": "steady",
             "workers": workers,
             "events": events,
             "publish_events_per_s": round(publish_rate, 1),
             "deliveries_per_s": round(sustained, 1),
-            "baseline_deliveries_per_s": base,
-            "engine_vs_baseline": round(sustained / base, 3),
+            "baseline_deliveries_per_s": rate,
+            "engine_vs_baseline": round(sustained / rate, 3),
             "cpu_ms_per_delivery": round(cpu / events * 1000, 3),
+            **per_delivery,
+            "sink_cpu_ms_per_delivery": round(sink_cpu / events * 1000, 3),
+            "baseline_cpu_ms_per_request": round(base["cpu_ms_per_request"], 3),
+            "baseline_sink_cpu_ms_per_request": round(base_sink_cpu / count * 1000, 3),
             "peak_rss_mib": round(running.peak_rss_mib(), 1),
             "duplicates": stats["duplicates"],
             "lost": events - stats["distinct"],

@@ -171,6 +171,11 @@ class EmbeddedStack:
             handle.close()
         self._logs.clear()
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids of the running servers ("broker", "valkey"), for measuring them."""
+        return dict(zip(("broker", "valkey"), (p.pid for p in self._procs), strict=False))
+
     def __enter__(self) -> EmbeddedStack:
         return self.start()
 
