@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +46,41 @@ def machine() -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the wanted scenarios; one that fails is reported as its error and the
+    others still run, so a long run keeps what it measured."""
     wanted = SCENARIOS if args.scenario == "all" else (args.scenario,)
     results: dict[str, Any] = {}
+
+    async def measure(name: str, scenario: Awaitable[dict[str, Any]]) -> None:
+        try:
+            results[name] = await scenario
+        except (Exception, SystemExit) as exc:  # reported; fails the run
+            results[name] = {"scenario": name, "error": str(exc) or type(exc).__name__}
+            print(f"{name}: failed: {results[name]['error']}", file=sys.stderr)
+
     with servers(args.bootstrap, args.redis) as where:
         if "steady" in wanted or "latency" in wanted:
-            results["steady"] = await scenarios.steady(
-                where, workers=args.workers, events=args.events
+            await measure(
+                "steady", scenarios.steady(where, workers=args.workers, events=args.events)
             )
         if "latency" in wanted:
-            half = args.rate or results["steady"]["deliveries_per_s"] / 2
-            results["latency"] = await scenarios.latency(
-                where, workers=args.workers, rate=half, seconds=args.seconds
-            )
+            half = args.rate or results["steady"].get("deliveries_per_s", 0) / 2
+            if half:
+                await measure(
+                    "latency",
+                    scenarios.latency(where, workers=args.workers, rate=half, seconds=args.seconds),
+                )
+            else:
+                results["latency"] = {"scenario": "latency", "error": "no steady rate to halve"}
         if "seed" in wanted:
-            results["seed"] = await scenarios.seed(where, workers=args.workers)
+            await measure("seed", scenarios.seed(where, workers=args.workers))
         if "isolation" in wanted:
-            results["isolation"] = await scenarios.isolation(
-                where, events_per_endpoint=args.isolation_events
+            await measure(
+                "isolation",
+                scenarios.isolation(where, events_per_endpoint=args.isolation_events),
             )
         if "backlog" in wanted:
-            results["backlog"] = await scenarios.backlog(where, events=args.backlog_events)
+            await measure("backlog", scenarios.backlog(where, events=args.backlog_events))
     return results
 
 
@@ -105,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     print(f"results: {stem}.json, .md" + (", .png" if plotted else ""))
     lost = sum(int(r.get("lost", 0)) for r in results.values())
-    if lost:
-        print(f"FAILED: {lost} events lost", file=sys.stderr)
+    failed = [name for name, r in results.items() if "error" in r]
+    if lost or failed:
+        print(f"FAILED: {lost} events lost; scenarios failed: {failed or 'none'}", file=sys.stderr)
         raise SystemExit(1)
 
 

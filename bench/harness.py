@@ -25,7 +25,7 @@ import aiohttp
 
 from bench.common import register, stop_worker
 from hookstream.config import Settings
-from hookstream.embedded import EmbeddedStack, free_port
+from hookstream.embedded import EmbeddedStack, die_with_parent, free_port
 from hookstream.producers import EventPublisher
 from hookstream.topics import ensure_topics
 
@@ -155,6 +155,7 @@ async def rig(
             "--slow-s", str(slow_s),
         ],
         stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # a killed bench leaves nothing running
     )  # fmt: skip
     running = Rig(settings, f"http://127.0.0.1:{port}", sink, endpoint_paths=paths)
     try:
@@ -177,6 +178,7 @@ async def rig(
                     [sys.executable, "-m", "hookstream", "worker"],
                     env=env,
                     stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
                 )
             )
         await warm_up(running)

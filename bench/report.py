@@ -26,6 +26,7 @@ FIGURES = (
     ("rss_fresh_worker_mib", "RSS fresh worker MiB"),
     ("duplicates", "duplicates"),
     ("lost", "lost"),
+    ("error", "error"),
 )
 
 

@@ -43,9 +43,9 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGTERM it when
-    # the parent dies, so a killed test run or dev session leaves no orphans.
+def die_with_parent() -> None:
+    """`preexec_fn` for child processes: the kernel SIGTERMs the child when its
+    parent dies, so a killed test run, bench or dev session leaves no orphans."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -191,7 +191,7 @@ class EmbeddedStack:
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if os.name == "posix" else None,
+                preexec_fn=die_with_parent if os.name == "posix" else None,
             )
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookstream.engine.offsets import OffsetTracker
+from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
 
 TP = ("deliveries", 0)
 
@@ -74,3 +74,48 @@ def test_out_of_order_starts_are_a_bug() -> None:
     t.start(TP, 5)
     with pytest.raises(ValueError, match="out of order"):
         t.start(TP, 5)
+
+
+def test_the_tracker_expects_one_past_the_highest_started() -> None:
+    tracker = OffsetTracker()
+    assert tracker.expected("p") is None
+    tracker.start("p", 7)
+    tracker.start("p", 8)
+    tracker.finish("p", 8)
+    assert tracker.expected("p") == 9
+    tracker.forget("p")
+    assert tracker.expected("p") is None
+
+
+def test_a_contiguous_record_is_no_hole() -> None:
+    watch = HoleWatch(accept_after_s=30)
+    assert watch.check("p", None, 500, now=0) is Hole.NONE  # nothing started since assignment
+    assert watch.check("p", 10, 10, now=0) is Hole.NONE
+    assert watch.check("p", 10, 9, now=0) is Hole.NONE  # read again after a seek back
+
+
+def test_a_hole_is_read_again_until_it_fills() -> None:
+    watch = HoleWatch(accept_after_s=30)
+    assert watch.check("p", 10, 14, now=0) is Hole.NEW
+    assert watch.check("p", 10, 14, now=1) is Hole.AGAIN
+    assert watch.check("p", 10, 12, now=2) is Hole.AGAIN  # partly visible: still a hole
+    assert watch.check("p", 10, 10, now=3) is Hole.NONE  # filled
+    # Filled holes are forgotten: the same expected offset later is a new hole.
+    assert watch.check("p", 10, 11, now=4) is Hole.NEW
+
+
+def test_a_hole_that_outlives_the_patience_is_accepted_once() -> None:
+    watch = HoleWatch(accept_after_s=30)
+    assert watch.check("p", 10, 14, now=0) is Hole.NEW
+    assert watch.check("p", 10, 14, now=29) is Hole.AGAIN
+    assert watch.check("p", 10, 14, now=31) is Hole.ACCEPTED
+    assert watch.check("p", 10, 14, now=32) is Hole.NEW  # forgotten once accepted
+
+
+def test_holes_are_per_partition_and_forgotten_on_revocation() -> None:
+    watch = HoleWatch(accept_after_s=30)
+    assert watch.check("p", 10, 14, now=0) is Hole.NEW
+    assert watch.check("q", 10, 14, now=0) is Hole.NEW
+    watch.forget("p")
+    assert watch.check("p", 10, 14, now=100) is Hole.NEW
+    assert watch.check("q", 10, 14, now=100) is Hole.ACCEPTED

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.outcome import AttemptResult, Verdict
+from hookstream.producers.durable import until_written
 
 
 def attempt_entry(
@@ -57,6 +58,8 @@ class AttemptLog:
             "response_excerpt": result.excerpt[:1024].decode(errors="replace"),
             "next_attempt_at": next_attempt_at,
         }
-        await self._producer.send(
-            self._topic, value=orjson.dumps(record), key=task.endpoint_id.encode()
+        value, key = orjson.dumps(record), task.endpoint_id.encode()
+        # Queued, not awaited to the broker; only a full buffer makes this wait.
+        await until_written(
+            lambda: self._producer.send(self._topic, value=value, key=key), self._topic
         )

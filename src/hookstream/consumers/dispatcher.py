@@ -37,7 +37,7 @@ from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
-from hookstream.engine.offsets import OffsetTracker
+from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
 from hookstream.engine.outcome import AttemptResult, Verdict, judge
 from hookstream.engine.sender import OutgoingRequest
 from hookstream.engine.signing import secret_key, signature_header
@@ -97,6 +97,9 @@ class FailureHandler(Protocol):
         ...
 
 
+HOLE_ACCEPT_S = 30.0  # how long a gap in a partition's offsets is read again before it is accepted
+
+
 class Dispatcher:
     """Delivers the records of the `deliveries` partitions this process owns."""
 
@@ -126,6 +129,7 @@ class Dispatcher:
         self._window = asyncio.Semaphore(settings.in_flight)
         self._tracker = OffsetTracker()
         self._generation = 0  # bumped when a rebalance revokes partitions
+        self._holes = HoleWatch(HOLE_ACCEPT_S)
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: dict[str, bytes] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -187,6 +191,8 @@ class Dispatcher:
                 for record in records:
                     if self._generation != generation:
                         break
+                    if self._after_hole(tp, record):
+                        break  # read again from the hole
                     if self._hold_until_due(tp, record):
                         break  # the rest of this partition waits behind its head
                     await self._window.acquire()
@@ -202,6 +208,25 @@ class Dispatcher:
                     task = asyncio.create_task(self._deliver(tp, record))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+
+    def _after_hole(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """True if offsets before `record` were never fetched: seek back to them
+        (engine/offsets.py, HoleWatch, says why and for how long)."""
+        expected = self._tracker.expected(tp)
+        hole = self._holes.check(tp, expected, record.offset, time.monotonic())
+        if hole is Hole.NONE:
+            return False
+        fields = {"topic": tp.topic, "partition": tp.partition, "expected": expected}
+        if hole is Hole.ACCEPTED:
+            log.error("offset hole accepted", extra={**fields, "next": record.offset})
+            return False
+        if hole is Hole.NEW:
+            log.warning("offset hole; reading it again", extra={**fields, "next": record.offset})
+        consumer = self._consumer
+        assert consumer is not None
+        assert expected is not None
+        consumer.seek(tp, expected)
+        return True
 
     def _hold_until_due(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Pause a retry-tier partition whose head record is not due yet; True if paused."""
@@ -377,6 +402,7 @@ class Dispatcher:
         self._health.forget(revoked)
         for tp in revoked:
             self._tracker.forget(tp)
+            self._holes.forget(tp)
             resumer = self._resumers.pop(tp, None)
             if resumer is not None:
                 resumer.cancel()

@@ -22,6 +22,7 @@ from hookstream.config import Settings
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.errors import InvalidInput
 from hookstream.kafka import consumer_options
+from hookstream.producers.durable import until_written
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,11 @@ class DeadLetters:
     async def write(self, task: DeliveryTask, reason: str) -> None:
         """Park `task` with `reason`; returns once the broker acknowledged it."""
         headers = [*task.headers(), ("reason", reason.encode())]
-        await self._producer.send_and_wait(
-            self._topic, value=task.body, key=task.endpoint_id.encode(), headers=headers
+        await until_written(
+            lambda: self._producer.send_and_wait(
+                self._topic, value=task.body, key=task.endpoint_id.encode(), headers=headers
+            ),
+            self._topic,
         )
         self.written += 1
         log.warning("delivery dead-lettered", extra={**task.log_fields(), "reason": reason})

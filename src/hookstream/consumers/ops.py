@@ -19,6 +19,7 @@ from hookstream.engine.clock import rfc3339, system_clock
 from hookstream.engine.delivery import DeliveryTask, message_id_for
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.event import Event
+from hookstream.producers.durable import until_written
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,10 @@ class OpsEvents:
             data=data,
             subject=subject,
         )
-        await self._producer.send_and_wait(self._topic, value=event.to_json(), key=event.key)
+        value = event.to_json()
+        await until_written(
+            lambda: self._producer.send_and_wait(self._topic, value=value, key=event.key),
+            self._topic,
+        )
         self.published += 1
         log.info("operational event", extra={"type": kind, "tenant": tenant, "subject": subject})

@@ -27,6 +27,7 @@ from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.outcome import AttemptResult, Verdict
 from hookstream.engine.retry import RetryPolicy, next_wait, tier_for
+from hookstream.producers.durable import until_written
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,10 @@ class RetryTiers:
         self.scheduled += 1
 
     async def _write(self, wait_s: float, task: DeliveryTask) -> None:
-        tier = tier_for(self._tiers, wait_s)
-        await self._producer.send_and_wait(
-            self._topics[tier],
-            value=task.body,
-            key=task.endpoint_id.encode(),
-            headers=task.headers(),
+        topic = self._topics[tier_for(self._tiers, wait_s)]
+        await until_written(
+            lambda: self._producer.send_and_wait(
+                topic, value=task.body, key=task.endpoint_id.encode(), headers=task.headers()
+            ),
+            topic,
         )

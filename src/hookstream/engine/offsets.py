@@ -8,6 +8,7 @@ crash re-delivers every record that had no durable outcome.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ class OffsetTracker:
         else:
             part.finished.add(offset)
 
+    def expected(self, tp: Hashable) -> int | None:
+        """The offset that must come next for `tp` (one past the highest started),
+        or None when nothing of `tp` was started since it was assigned."""
+        part = self._parts.get(tp)
+        return None if part is None else part.next_offset
+
     def in_flight(self, tp: Hashable) -> int:
         """How many offsets of `tp` are started and not finished."""
         part = self._parts.get(tp)
@@ -74,3 +81,49 @@ class OffsetTracker:
     def forget(self, tp: Hashable) -> None:
         """Drop a partition (revoked): its late finishes are ignored from now on."""
         self._parts.pop(tp, None)
+
+
+class Hole(enum.Enum):
+    """What to do with a record that does not follow the last one started."""
+
+    NONE = "none"  # contiguous: start it
+    NEW = "new"  # a hole just seen: read again from the expected offset
+    AGAIN = "again"  # the same hole again: read again
+    ACCEPTED = "accepted"  # the hole outlived the patience: start the record
+
+
+class HoleWatch:
+    """Decides, per partition, whether a gap before a fetched record is read again.
+
+    Topics that are neither compacted nor transactional have contiguous
+    offsets. A fetch that answers past the offset asked for means an earlier
+    append was not visible yet; starting the later record would let the commit
+    pass records nobody attempted. A hole is read again until it fills, or for
+    `accept_after_s`, after which it is taken as real so a partition never
+    stalls for good.
+    """
+
+    def __init__(self, accept_after_s: float) -> None:
+        self._accept_after_s = accept_after_s
+        self._first_seen: dict[tuple[Hashable, int], float] = {}
+
+    def check(self, tp: Hashable, expected: int | None, offset: int, now: float) -> Hole:
+        """`expected`: the tracker's next offset for `tp`; `offset`: the record's."""
+        if expected is None or offset <= expected:
+            if self._first_seen:
+                self._first_seen.pop((tp, offset), None)  # filled
+            return Hole.NONE
+        key = (tp, expected)
+        first = self._first_seen.get(key)
+        if first is None:
+            self._first_seen[key] = now
+            return Hole.NEW
+        if now - first > self._accept_after_s:
+            del self._first_seen[key]
+            return Hole.ACCEPTED
+        return Hole.AGAIN
+
+    def forget(self, tp: Hashable) -> None:
+        """Drop a partition's holes (revoked)."""
+        for key in [key for key in self._first_seen if key[0] == tp]:
+            del self._first_seen[key]
