@@ -87,9 +87,8 @@ def stack() -> Iterator[EmbeddedStack]:
         yield running
 
 
-@pytest.fixture
-async def settings(stack: EmbeddedStack) -> Settings:
-    """Settings pointing at the stack, with topics of this test's own prefix created."""
+def settings_for(stack: EmbeddedStack) -> Settings:
+    """Settings pointing at `stack` with a topic prefix no other test uses."""
     base = Settings(
         topic_prefix=f"t{os.getpid()}-{next(_prefixes)}.",
         partitions=4,
@@ -99,7 +98,13 @@ async def settings(stack: EmbeddedStack) -> Settings:
         commit_interval_ms=200,
         log_level="WARNING",
     )
-    configured = stack.settings(base)
+    return stack.settings(base)
+
+
+@pytest.fixture
+async def settings(stack: EmbeddedStack) -> Settings:
+    """Settings pointing at the stack, with topics of this test's own prefix created."""
+    configured = settings_for(stack)
     await ensure_topics(configured)
     return configured
 
@@ -213,3 +218,24 @@ def endpoint_factory(registry: EndpointRegistry) -> EndpointFactory:
         return endpoint
 
     return create
+
+
+Serve = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Serve receiver apps on free loopback ports (base URL returned); stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

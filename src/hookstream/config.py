@@ -61,6 +61,10 @@ class Settings:
     # acknowledged by the broker before its offset may be committed.
     router_concurrency: int = 64
 
+    # Largest event, as written to `events`, in bytes: publishing a bigger one
+    # is refused, and the router dead-letters one written some other way (014).
+    max_event_bytes: int = 512 * 1024
+
     # --- Dispatcher --------------------------------------------------------
     # Deliveries in flight per worker process (the window across all partitions).
     in_flight: int = 1000
@@ -201,6 +205,7 @@ class Settings:
             "http_connections_per_host",
             "response_excerpt_bytes",
             "api_max_body_bytes",
+            "max_event_bytes",
             "endpoint_hold_max_s",
             "endpoint_initial_concurrency",
             "endpoint_max_concurrency",

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -29,6 +28,8 @@ from hookstream.errors import HookstreamError
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# The servers of the stack, in start order.
+SERVERS = ("broker", "valkey")
 
 
 class EmbeddedStackError(HookstreamError):
@@ -87,8 +88,8 @@ class EmbeddedStack:
     kafka_port: int = 0
     redis_port: int = 0
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hookstream-")))
-    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _logs: list[IO[bytes]] = field(default_factory=list)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: dict[str, IO[bytes]] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -116,39 +117,13 @@ class EmbeddedStack:
         """Start both servers and wait until they answer; raise EmbeddedStackError if not."""
         self.kafka_port = self.kafka_port or free_port()
         self.redis_port = self.redis_port or free_port()
-        listener = f"tcp://127.0.0.1:{self.kafka_port}"
         atexit.register(self.stop)
         try:
-            self._spawn(
-                "broker",
-                [
-                    _broker_binary(),
-                    "broker",
-                    "--listener-url",
-                    listener,
-                    "--advertised-listener-url",
-                    listener,
-                ],
-            )
-            self._spawn(
-                "valkey",
-                [
-                    _valkey_binary(),
-                    "--port",
-                    str(self.redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                ],
-            )
+            for name in SERVERS:
+                self._spawn(name)
             deadline = time.monotonic() + timeout_s
-            self._wait("broker", lambda: port_open(self.kafka_port), deadline)
-            self._wait("valkey", lambda: _valkey_pings(self.redis_port), deadline)
+            for name in SERVERS:
+                self._wait(name, deadline)
         except BaseException:
             self.stop()
             raise
@@ -157,24 +132,40 @@ class EmbeddedStack:
 
     def stop(self) -> None:
         """Terminate both servers (kill after 5 s) and close their logs. Idempotent."""
-        for proc in self._procs:
-            if proc.poll() is None:
+        for name in list(self._procs):
+            self.stop_server(name)
+
+    def stop_server(self, name: str, *, kill: bool = False) -> None:
+        """Stop one server ("broker" or "valkey"): SIGTERM (or SIGKILL), then wait.
+
+        The fault tests use this, with `restart_server`, to take a server away
+        mid-run. The embedded broker is memory only: it comes back empty.
+        """
+        proc = self._procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            if kill:
+                proc.kill()
+            else:
                 proc.terminate()
-        for proc in self._procs:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._procs.clear()
-        for handle in self._logs:
+        handle = self._logs.pop(name, None)
+        if handle is not None:
             handle.close()
-        self._logs.clear()
+
+    def restart_server(self, name: str, timeout_s: float = 30.0) -> None:
+        """Start one server again on its old port and wait until it answers."""
+        self.stop_server(name)
+        self._spawn(name)
+        self._wait(name, time.monotonic() + timeout_s)
 
     @property
     def pids(self) -> dict[str, int]:
         """Process ids of the running servers ("broker", "valkey"), for measuring them."""
-        return dict(zip(("broker", "valkey"), (p.pid for p in self._procs), strict=False))
+        return {name: proc.pid for name, proc in self._procs.items()}
 
     def __enter__(self) -> EmbeddedStack:
         return self.start()
@@ -182,29 +173,58 @@ class EmbeddedStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        handle = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop())
-        self._logs.append(handle)
-        self._procs.append(
-            subprocess.Popen(
-                argv,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent if os.name == "posix" else None,
-            )
+    def _argv(self, name: str) -> list[str]:
+        if name == "broker":
+            listener = f"tcp://127.0.0.1:{self.kafka_port}"
+            return [
+                _broker_binary(),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+            ]
+        return [
+            _valkey_binary(),
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
+
+    def _spawn(self, name: str) -> None:
+        # Appending, so a restarted server's log follows the first one's.
+        handle = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop())
+        self._logs[name] = handle
+        self._procs[name] = subprocess.Popen(
+            self._argv(name),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent if os.name == "posix" else None,
         )
 
-    def _wait(self, name: str, ready: Callable[[], bool], deadline: float) -> None:
-        proc = self._procs[0 if name == "broker" else 1]
+    def _wait(self, name: str, deadline: float) -> None:
+        proc = self._procs[name]
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
                 raise EmbeddedStackError(f"embedded {name} exited with {proc.returncode}: {tail}")
-            if ready():
+            if self._answers(name):
                 return
             time.sleep(0.05)
         raise EmbeddedStackError(f"embedded {name} did not answer in time")
+
+    def _answers(self, name: str) -> bool:
+        if name == "broker":
+            return port_open(self.kafka_port)
+        return _valkey_pings(self.redis_port)
 
 
 def port_open(port: int) -> bool:

@@ -64,6 +64,12 @@ class EndpointConnectionError(DeliveryError):
     error_class = "connection_error"
 
 
+class ResponseTooLarge(DeliveryError):
+    """The reply body ran past the drain limit; the connection was dropped unread."""
+
+    error_class = "response_too_large"
+
+
 class DestinationForbidden(DeliveryError):
     """The endpoint resolves to an address this deployment refuses to call (SSRF guard)."""
 

@@ -23,7 +23,7 @@ from hookstream.embedded import free_port
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
 from tests.conftest import EndpointFactory, SinkFactory, eventually
-from tests.integration.test_worker_crash import start_worker, wait_exit
+from tests.faults.conftest import start_worker, wait_exit
 
 pytestmark = pytest.mark.integration
 

@@ -160,6 +160,18 @@ async def test_invalid_event_is_422_and_nothing_is_written(
     assert await _events_in_topic(settings, wait_ms=1000) == []
 
 
+async def test_an_event_over_the_size_limit_is_422_and_nothing_is_written(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    # Under the API's 1 MiB body limit, over the 512 KiB event limit.
+    event = {"type": "a.b", "tenant": "acme", "data": {"pad": "x" * 600_000}}
+    body = await _problem(await client.post("/v1/events", json=event, headers=AUTH), 422)
+    (error,) = body["errors"]
+    assert error["field"] == "$"
+    assert error["message"].endswith(f"bytes, over {settings.max_event_bytes}")
+    assert await _events_in_topic(settings, wait_ms=1000) == []
+
+
 def test_the_api_refuses_to_start_without_an_admin_key(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="HOOKSTREAM_ADMIN_KEY"):
         create_app(settings.replace(admin_key=""))

@@ -56,6 +56,19 @@ async def test_a_bad_event_in_a_batch_writes_nothing(settings: Settings) -> None
     assert await _read_events(settings, 1) == []
 
 
+async def test_an_event_over_the_size_limit_is_refused_and_its_batch_writes_nothing(
+    settings: Settings,
+) -> None:
+    limit = settings.max_event_bytes
+    big = {"type": "a.b", "tenant": "t", "data": {"pad": "x" * limit}}
+    async with EventPublisher(settings) as publisher:
+        with pytest.raises(InvalidInput, match=rf"^\$: \d+ bytes, over {limit}$"):
+            await publisher.publish(big)
+        with pytest.raises(InvalidInput, match=rf"^\[1\]: \d+ bytes, over {limit}$"):
+            await publisher.publish_many([{"type": "a.b", "tenant": "t", "data": {}}, big])
+    assert await _read_events(settings, 1) == []
+
+
 async def test_publishing_before_start_is_an_error(settings: Settings) -> None:
     with pytest.raises(RuntimeError, match="not started"):
         await EventPublisher(settings).publish({"type": "a.b", "tenant": "t", "data": {}})

@@ -13,27 +13,9 @@ from hookstream.config import Settings
 from hookstream.consumers.http import build_session
 from hookstream.embedded import free_port
 from hookstream.engine.sender import HttpSender, OutgoingRequest
+from tests.conftest import Serve
 
 pytestmark = pytest.mark.integration
-
-Serve = Callable[[web.Application], Awaitable[str]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    runners: list[web.AppRunner] = []
-
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 def _app(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:

@@ -44,3 +44,20 @@ def test_a_record_without_headers_is_poison() -> None:
     task = DeliveryTask.for_event(event, "ep_1", b"{}")
     with pytest.raises(InvalidInput, match="body"):
         DeliveryTask.from_record(task.headers(), None)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{not json", "not a JSON object"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"text"', "not a JSON object"),
+        (b'{"pad": "' + b"x" * 200 + b'"}', "over the limit of 100"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_or_too_long_is_poison(body: bytes, problem: str) -> None:
+    event = validate_event({"type": "a.b", "tenant": "t", "data": {}})
+    task = DeliveryTask.for_event(event, "ep_1", b"{}")
+    with pytest.raises(InvalidInput, match=problem):
+        DeliveryTask.from_record(task.headers(), body, max_body_bytes=100)
+    assert DeliveryTask.from_record(task.headers(), b'{"ok": 1}', max_body_bytes=100).body

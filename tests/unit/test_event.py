@@ -107,3 +107,10 @@ def test_event_json_is_the_envelope() -> None:
         "occurred_at": "2026-01-01T00:00:00.000Z",
         "data": {},
     }
+
+
+def test_decode_event_refuses_a_record_over_the_size_limit() -> None:
+    value = orjson.dumps({"type": "a.b", "tenant": "t", "data": {"pad": "x" * 500}})
+    with pytest.raises(InvalidInput, match=f"{len(value)} bytes, over the limit of 400"):
+        decode_event(value, max_bytes=400)
+    assert decode_event(value, max_bytes=len(value)).type == "a.b"

@@ -88,6 +88,10 @@ class FailureHandler(Protocol):
         """Dead-letter a task that will not be attempted at all."""
         ...
 
+    async def poison(self, record: ConsumerRecord[bytes, bytes], reason: str, source: str) -> None:
+        """Dead-letter a record that is not a readable delivery, as it was."""
+        ...
+
     async def park(self, task: DeliveryTask, wait_s: float, *, reserved: bool) -> None:
         """Hold back a task that was not sent, same attempt, due in `wait_s`."""
         ...
@@ -127,6 +131,9 @@ class Dispatcher:
         self._resumers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._clock = clock
         self._window = asyncio.Semaphore(settings.in_flight)
+        # A webhook body is an event plus a small envelope; anything far past
+        # the event limit was not written by the router.
+        self._max_body_bytes = settings.max_event_bytes + 64 * 1024
         self._tracker = OffsetTracker()
         self._generation = 0  # bumped when a rebalance revokes partitions
         self._holes = HoleWatch(HOLE_ACCEPT_S)
@@ -253,12 +260,18 @@ class Dispatcher:
     async def _deliver(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             try:
-                task = DeliveryTask.from_record(record.headers, record.value)
+                task = DeliveryTask.from_record(
+                    record.headers, record.value, max_body_bytes=self._max_body_bytes
+                )
             except InvalidInput as exc:
                 self.dropped += 1
                 if self._metrics is not None:
                     self._metrics.dropped()
-                log.error("undecodable delivery record skipped", extra={"reason": str(exc)})
+                await self._failures.poison(
+                    record,
+                    f"unreadable delivery record: {exc}",
+                    record.topic.removeprefix(self._settings.topic_prefix),
+                )
             else:
                 await self._attempt(tp, task, record.timestamp / 1000)
             self._tracker.finish(tp, record.offset)

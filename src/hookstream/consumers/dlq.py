@@ -48,6 +48,29 @@ class DeadLetters:
         self.written += 1
         log.warning("delivery dead-lettered", extra={**task.log_fields(), "reason": reason})
 
+    async def write_poison(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, source: str
+    ) -> None:
+        """Park a record that cannot be read as a delivery, as it was, with `reason`
+        and `source` (the topic it came from, unprefixed, as the router writes
+        "events"); returns once the broker acknowledged it."""
+        headers = [
+            *(record.headers or ()),
+            ("reason", reason.encode()),
+            ("source", source.encode()),
+        ]
+        await until_written(
+            lambda: self._producer.send_and_wait(
+                self._topic, value=record.value, key=record.key, headers=headers
+            ),
+            self._topic,
+        )
+        self.written += 1
+        log.error(
+            "poison delivery record dead-lettered",
+            extra={"reason": reason, "topic": record.topic, "offset": record.offset},
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterFilter:

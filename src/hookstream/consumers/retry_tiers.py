@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.ops import OpsEvents
@@ -90,6 +91,10 @@ class RetryTiers:
     async def dead(self, task: DeliveryTask, reason: str) -> None:
         """Park a task that will not be attempted (its endpoint is disabled)."""
         await self._dead.write(task, reason)
+
+    async def poison(self, record: ConsumerRecord[bytes, bytes], reason: str, source: str) -> None:
+        """Park an unreadable record (bad headers or body) so its offset can pass."""
+        await self._dead.write_poison(record, reason, source)
 
     async def park(self, task: DeliveryTask, wait_s: float, *, reserved: bool) -> None:
         """Hold back an attempt that was not sent (circuit open, endpoint saturated).

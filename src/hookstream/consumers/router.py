@@ -34,6 +34,7 @@ class Router:
     ) -> None:
         self._registry = registry
         self._metrics = metrics
+        self._max_event_bytes = settings.max_event_bytes
         names = TopicNames(settings)
         self.routed = 0
         self.poison = 0
@@ -92,7 +93,7 @@ class Router:
     ) -> None:
         """Route one `events` (or `ops`) record; a poison record goes to the DLQ with its reason."""
         try:
-            event = decode_event(value)
+            event = decode_event(value, max_bytes=self._max_event_bytes)
         except InvalidInput as exc:
             self.poison += 1
             log.error("poison event sent to the dead-letter topic", extra={"reason": str(exc)})

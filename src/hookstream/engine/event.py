@@ -122,10 +122,14 @@ def validate_event(raw: Any, *, clock: Clock = system_clock) -> Event:
     )
 
 
-def decode_event(value: bytes | None) -> Event:
-    """Parse and validate an `events` record value; raise InvalidInput for a poison record."""
+def decode_event(value: bytes | None, *, max_bytes: int | None = None) -> Event:
+    """Parse and validate an `events` record value; raise InvalidInput for a poison record
+    (empty, longer than `max_bytes`, not JSON, or not a valid event)."""
     if value is None:
         raise InvalidInput([FieldProblem("$", "empty record")])
+    if max_bytes is not None and len(value) > max_bytes:
+        too_long = f"{len(value)} bytes, over the limit of {max_bytes}"
+        raise InvalidInput([FieldProblem("$", too_long)])
     try:
         raw = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -19,6 +19,7 @@ from hookstream.errors import (
     EndpointConnectionError,
     EndpointTimeout,
     EndpointUnreachable,
+    ResponseTooLarge,
 )
 
 
@@ -32,7 +33,12 @@ class OutgoingRequest:
 
 
 class HttpSender:
-    """POSTs webhooks; never follows redirects; keeps at most `excerpt_bytes` of a reply."""
+    """POSTs webhooks; never follows redirects; keeps at most `excerpt_bytes` of a reply.
+
+    A reply body longer than DRAIN_LIMIT_BYTES makes the attempt fail
+    (`response_too_large`): the receiver is misbehaving, and reading on would
+    let it hold a connection and our CPU for as long as it likes.
+    """
 
     def __init__(
         self, session: aiohttp.ClientSession, *, timeout_s: float, excerpt_bytes: int
@@ -52,8 +58,11 @@ class HttpSender:
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
+                if (response.content_length or 0) > DRAIN_LIMIT_BYTES:
+                    raise _too_large()
                 excerpt = await response.content.read(self._excerpt_bytes)
-                await _drain(response.content, len(excerpt))
+                if not await _drain(response.content, len(excerpt)):
+                    raise _too_large()
                 abort = response.headers.get("webhook-delivery", "").lower() == "abort-message"
                 return AttemptResult(
                     status=response.status,
@@ -64,7 +73,7 @@ class HttpSender:
                 )
         except TimeoutError as exc:
             error: DeliveryError = EndpointTimeout(str(exc) or "timed out")
-        except DestinationForbidden as exc:
+        except (DestinationForbidden, ResponseTooLarge) as exc:
             error = exc
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, DestinationForbidden):
@@ -84,17 +93,25 @@ class HttpSender:
 
 # Reading the rest of a normal reply keeps the keep-alive connection reusable and
 # turns a reply cut off mid-body into a connection error instead of a success.
-# Past this many bytes the connection is dropped unread (it is closed on exit).
+# Past this many bytes the attempt fails and the connection is dropped unread
+# (it is closed on exit), so memory per attempt stays bounded.
 DRAIN_LIMIT_BYTES = 1024 * 1024
 
 
-async def _drain(content: aiohttp.StreamReader, already: int) -> None:
+def _too_large() -> ResponseTooLarge:
+    return ResponseTooLarge(f"reply body longer than {DRAIN_LIMIT_BYTES} bytes")
+
+
+async def _drain(content: aiohttp.StreamReader, already: int) -> bool:
+    """Read the reply to its end; False if it runs past DRAIN_LIMIT_BYTES."""
     total = already
-    while total < DRAIN_LIMIT_BYTES:
+    while True:
         chunk = await content.read(64 * 1024)
         if not chunk:
-            return
+            return True
         total += len(chunk)
+        if total > DRAIN_LIMIT_BYTES:
+            return False
 
 
 def _ms_since(started: float) -> float:

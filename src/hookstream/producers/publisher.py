@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from hookstream.config import Settings
 from hookstream.engine.event import Event, validate_event
+from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.kafka import producer_options
 from hookstream.topics import TopicNames
 
@@ -55,21 +56,36 @@ class EventPublisher:
         Raises hookstream.errors.InvalidInput for a bad envelope (nothing written).
         """
         ready = event if isinstance(event, Event) else validate_event(dict(event))
-        await (await self._send(ready))
+        (value,) = self._encode([ready])
+        await (await self._send(ready, value))
         return ready.id
 
     async def publish_many(self, events: Iterable[Mapping[str, Any] | Event]) -> list[str]:
         """Validate every event first (all or nothing), then publish them as one batch."""
         ready = [e if isinstance(e, Event) else validate_event(dict(e)) for e in events]
-        acks = [await self._send(e) for e in ready]
+        values = self._encode(ready)
+        acks = [await self._send(e, v) for e, v in zip(ready, values, strict=True)]
         await asyncio.gather(*acks)
         return [e.id for e in ready]
 
-    async def _send(self, event: Event) -> asyncio.Future[Any]:
+    def _encode(self, events: list[Event]) -> list[bytes]:
+        """The records' values; InvalidInput naming each event over max_event_bytes."""
+        values = [e.to_json() for e in events]
+        limit = self._settings.max_event_bytes
+        problems = [
+            FieldProblem("$" if len(values) == 1 else f"[{i}]", f"{len(v)} bytes, over {limit}")
+            for i, v in enumerate(values)
+            if len(v) > limit
+        ]
+        if problems:
+            raise InvalidInput(problems)
+        return values
+
+    async def _send(self, event: Event, value: bytes) -> asyncio.Future[Any]:
         if self._producer is None:
             raise RuntimeError("EventPublisher is not started")
         future: asyncio.Future[Any] = await self._producer.send(
-            self._topic, value=event.to_json(), key=event.key
+            self._topic, value=value, key=event.key
         )
         return future
 

@@ -1,0 +1,158 @@
+"""Faults: Valkey restarted (and so emptied) mid-run; Valkey away for a while.
+
+Redis holds only soft state: the attempt index, health snapshots, the
+operator page's rollup, lag gauges. Delivery never waits on it, so while it is
+away deliveries go on, /readyz says Redis is missing, and what Redis should
+have held is written once it returns (the attempt index's offsets stop
+advancing meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from hookstream.config import Settings
+from hookstream.consumers.attempt_index import message_key
+from hookstream.consumers.health import health_key
+from hookstream.consumers.worker import Worker
+from hookstream.embedded import EmbeddedStack
+from hookstream.engine.delivery import message_id_for
+from hookstream.engine.endpoint import Endpoint
+from hookstream.producers import EventPublisher
+from tests.conftest import RunningSink, SinkFactory, eventually
+from tests.faults.conftest import LONG, register
+
+pytestmark = pytest.mark.integration
+
+# How long Valkey stays away in the outage test.
+OUTAGE_S = 60.0 if LONG else 15.0
+
+
+def delivered_count(sink: RunningSink, expected: set[str]) -> Callable[[], int]:
+    """How many of the `expected` webhook-ids the sink has accepted so far."""
+    return lambda: len(expected & {r.webhook_id for r in sink.recorder.received if r.status < 300})
+
+
+def webhook_ids(event_ids: list[str], endpoints: list[Endpoint]) -> set[str]:
+    """The webhook-id of every (event, endpoint) pair."""
+    return {message_id_for(e, ep.id) for e in event_ids for ep in endpoints}
+
+
+async def test_valkey_restarted_mid_run_loses_nothing_and_soft_state_comes_back(
+    own_stack: EmbeddedStack, own_settings: Settings, sink_factory: SinkFactory
+) -> None:
+    sink = await sink_factory(latency_s=0.005)
+    endpoints = await register(own_settings, sink.url, 2)
+    async with EventPublisher(own_settings) as publisher:
+        ids = await publisher.publish_many(
+            {"type": "order.placed", "tenant": "acme", "subject": f"o-{i}", "data": {"i": i}}
+            for i in range(1000)
+        )
+    expected = webhook_ids(ids, endpoints)
+    delivered = delivered_count(sink, expected)
+    worker = Worker(own_settings.replace(in_flight=20))
+    await worker.start()
+    redis = Redis.from_url(own_settings.redis_url)
+    try:
+        await eventually(lambda: delivered() >= 400, timeout=90, message="no progress")
+        # SIGKILL: Valkey keeps nothing on disk here, so it comes back empty.
+        own_stack.stop_server("valkey", kill=True)
+        at_restart = delivered()
+        own_stack.restart_server("valkey")
+        assert at_restart < len(expected), "the restart came too late to prove anything"
+        assert await redis.dbsize() == 0
+
+        await eventually(
+            lambda: delivered() == len(expected),
+            timeout=120,
+            message=lambda: f"{len(expected) - delivered()} of {len(expected)} never delivered",
+        )
+        assert worker.failure() is None
+        # Soft state is written again: health snapshots, and the attempt index
+        # for the last event (delivered after the restart).
+        last = message_id_for(ids[-1], endpoints[0].id)
+
+        async def rebuilt() -> bool:
+            snapshots = [await redis.get(health_key(own_settings, ep.id)) for ep in endpoints]
+            return all(snapshots) and await redis.zcard(message_key(own_settings, last)) > 0
+
+        await eventually(rebuilt, timeout=60, message="soft state not rebuilt after the restart")
+        assert (await worker.readiness())["redis"]
+    finally:
+        await redis.aclose()
+        await worker.stop()
+
+
+async def test_valkey_away_for_a_while_stops_no_delivery_and_drops_nothing(
+    own_stack: EmbeddedStack, own_settings: Settings, sink_factory: SinkFactory
+) -> None:
+    sink = await sink_factory()
+    endpoints = await register(own_settings, sink.url, 2)
+    worker = Worker(own_settings)
+    await worker.start()
+    ids: list[str] = []
+    redis = Redis.from_url(own_settings.redis_url)
+    try:
+        async with EventPublisher(own_settings) as publisher:
+            ids += await publisher.publish_many(
+                {"type": "order.placed", "tenant": "acme", "data": {"i": i}} for i in range(50)
+            )
+            before = webhook_ids(ids, endpoints)
+            await eventually(lambda: delivered_count(sink, before)() == len(before), timeout=60)
+
+            own_stack.stop_server("valkey")
+            gone_at = time.monotonic()
+            await eventually(
+                lambda: _not_ready(worker), timeout=30, message="/readyz still says Redis is up"
+            )
+            # Events keep arriving while Valkey is away, and are delivered.
+            during: list[str] = []
+            while time.monotonic() - gone_at < OUTAGE_S:
+                during += await publisher.publish_many(
+                    {"type": "order.placed", "tenant": "acme", "data": {"n": len(during) + i}}
+                    for i in range(20)
+                )
+                await asyncio.sleep(0.5)
+            away = webhook_ids(during, endpoints)
+            assert delivered_count(sink, away)() >= len(away) // 2, (
+                "deliveries stalled while Redis was away"
+            )
+            assert worker.failure() is None
+
+            own_stack.restart_server("valkey")
+            ids += during
+            ids += await publisher.publish_many(
+                {"type": "order.placed", "tenant": "acme", "data": {"after": i}} for i in range(50)
+            )
+        expected = webhook_ids(ids, endpoints)
+        await eventually(
+            lambda: delivered_count(sink, expected)() == len(expected),
+            timeout=120,
+            message=lambda: f"{len(expected) - delivered_count(sink, expected)()} never delivered",
+        )
+
+        async def ready() -> bool:
+            return all((await worker.readiness()).values())
+
+        await eventually(ready, timeout=60, message="not ready after Redis came back")
+        # The attempt index paused, then indexed what happened while Redis was
+        # away: an attempt of the first event published during the outage.
+        first_away = message_id_for(during[0], endpoints[0].id)
+
+        async def indexed() -> bool:
+            return await redis.zcard(message_key(own_settings, first_away)) > 0
+
+        await eventually(indexed, timeout=60, message="attempts of the outage never indexed")
+        assert worker.failure() is None
+    finally:
+        await redis.aclose()
+        await worker.stop()
+
+
+async def _not_ready(worker: Worker) -> bool:
+    return not (await worker.readiness())["redis"]

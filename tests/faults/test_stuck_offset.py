@@ -1,0 +1,118 @@
+"""Fault: in one partition an early delivery hangs while later ones finish, then
+the worker dies.
+
+The dispatcher commits only below the oldest unfinished record, so the
+committed offset never passes the hanging one, however many records after it
+are done. After a SIGKILL, the next worker starts from that offset and
+delivers the record that hung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hookstream.config import Settings
+from hookstream.engine.delivery import message_id_for
+from hookstream.kafka import consumer_options
+from hookstream.producers import EventPublisher
+from hookstream.topics import TopicNames
+from tests.conftest import EndpointFactory, Serve, eventually, read_topic
+from tests.faults.conftest import start_worker, wait_exit
+
+pytestmark = pytest.mark.integration
+
+LATER = 200
+
+
+async def test_the_committed_offset_never_passes_a_hanging_delivery(
+    settings: Settings, endpoint_factory: EndpointFactory, tmp_path: Path, serve: Serve
+) -> None:
+    hang = asyncio.Event()  # set: the stuck webhook hangs; released at teardown
+    release = asyncio.Event()
+    stuck: set[str] = set()
+    arrived: dict[str, int] = {}
+    done: set[str] = set()
+
+    async def receive(request: web.Request) -> web.Response:
+        webhook_id = request.headers["webhook-id"]
+        arrived[webhook_id] = arrived.get(webhook_id, 0) + 1
+        if webhook_id in stuck and hang.is_set():
+            await release.wait()
+            return web.Response(status=503)
+        done.add(webhook_id)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    base = await serve(app)
+
+    # One endpoint: every delivery is keyed by it, so all share one partition.
+    endpoint = await endpoint_factory(f"{base}/hook", "acme", ["order.*"])
+    async with EventPublisher(settings) as publisher:
+        first = await publisher.publish({"type": "order.placed", "tenant": "acme", "data": {}})
+        later = await publisher.publish_many(
+            {"type": "order.placed", "tenant": "acme", "data": {"i": i}} for i in range(LATER)
+        )
+    stuck_id = message_id_for(first, endpoint.id)
+    stuck.add(stuck_id)
+    hang.set()
+    later_ids = {message_id_for(e, endpoint.id) for e in later}
+
+    names = TopicNames(settings)
+    log = tmp_path / "worker.log"
+    # A long HTTP timeout: the stuck attempt neither fails nor finishes.
+    worker = start_worker(settings, log, HOOKSTREAM_HTTP_TIMEOUT_S="120")
+    group = AIOKafkaConsumer(
+        **consumer_options(settings, client_id="test"), group_id=names.dispatcher_group
+    )
+    await group.start()
+    try:
+        await eventually(
+            lambda: later_ids <= done,
+            timeout=120,
+            message=lambda: f"{len(later_ids - done)} later deliveries never finished",
+        )
+        assert stuck_id in arrived
+        assert stuck_id not in done
+        # Where the stuck record sits in `deliveries` (the worker's router wrote it).
+        records = await read_topic(settings, names.deliveries, LATER + 1)
+        (stuck_record,) = [
+            r for r in records if dict(r.headers).get("message_id") == stuck_id.encode()
+        ]
+        tp = TopicPartition(names.deliveries, stuck_record.partition)
+        assert all(r.partition == tp.partition for r in records)
+        # Several commit intervals (200 ms) pass with everything after the
+        # stuck record finished; the commit must still be at or below it.
+        for _ in range(10):
+            committed = await group.committed(tp)
+            assert committed is None or committed <= stuck_record.offset, (
+                f"committed {committed} passed the unfinished record at {stuck_record.offset}"
+            )
+            await asyncio.sleep(0.3)
+
+        worker.send_signal(signal.SIGKILL)
+        assert await wait_exit(worker) == -signal.SIGKILL
+        hang.clear()
+        release.set()
+
+        worker = start_worker(settings, log)
+        await eventually(
+            lambda: stuck_id in done, timeout=120, message="the stuck delivery never arrived"
+        )
+        # The new worker re-read from the committed offset: the stuck record
+        # arrived twice (hung once, then delivered).
+        assert arrived[stuck_id] == 2
+        worker.send_signal(signal.SIGTERM)
+        assert await wait_exit(worker) == 0, log.read_text()[-3000:]
+    finally:
+        release.set()
+        await group.stop()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
