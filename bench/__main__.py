@@ -24,7 +24,9 @@ from bench import scenarios
 from bench.harness import servers
 from bench.report import markdown, plot
 
-SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed")
+SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed", "soak")
+# `all` leaves the half-hour soak out; run it by name.
+ALL = ("steady", "latency", "isolation", "backlog", "seed")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -48,7 +50,7 @@ def machine() -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the wanted scenarios; one that fails is reported as its error and the
     others still run, so a long run keeps what it measured."""
-    wanted = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    wanted = ALL if args.scenario == "all" else (args.scenario,)
     results: dict[str, Any] = {}
 
     async def measure(name: str, scenario: Awaitable[dict[str, Any]]) -> None:
@@ -77,10 +79,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "isolation" in wanted:
             await measure(
                 "isolation",
-                scenarios.isolation(where, events_per_endpoint=args.isolation_events),
+                scenarios.isolation(
+                    where, events_per_endpoint=args.isolation_events, rounds=args.isolation_rounds
+                ),
             )
         if "backlog" in wanted:
             await measure("backlog", scenarios.backlog(where, events=args.backlog_events))
+        if "soak" in wanted:
+            await measure(
+                "soak",
+                scenarios.soak(
+                    where, workers=args.workers, rate=args.soak_rate, minutes=args.soak_minutes
+                ),
+            )
     return results
 
 
@@ -91,8 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=60_000, help="steady: backlog size")
     parser.add_argument("--rate", type=float, help="latency: events/s (default half of steady)")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency: how long")
-    parser.add_argument("--isolation-events", type=int, default=500)
+    parser.add_argument("--isolation-events", type=int, default=1000)
+    parser.add_argument(
+        "--isolation-rounds", type=int, default=3, help="single phases vary by ±25%%: medians"
+    )
     parser.add_argument("--backlog-events", type=int, default=100_000)
+    parser.add_argument("--soak-minutes", type=float, default=30.0)
+    parser.add_argument("--soak-rate", type=float, default=200.0, help="soak: events/s")
     parser.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
     parser.add_argument("--redis", help="use this Redis instead of the embedded Valkey")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -101,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give both --bootstrap and --redis, or neither")
     if args.workers < 1 or args.events < 100:
         parser.error("--workers must be at least 1 and --events at least 100")
+    if args.soak_minutes <= 0 or args.soak_rate <= 0:
+        parser.error("--soak-minutes and --soak-rate must be greater than 0")
 
     import uvloop
 

@@ -66,8 +66,17 @@ def cpu_seconds(pid: int) -> float:
 
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident set size (VmHWM), MiB."""
+    return _status_mib(pid, "VmHWM:")
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident set size now (VmRSS), MiB."""
+    return _status_mib(pid, "VmRSS:")
+
+
+def _status_mib(pid: int, field_name: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field_name):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -103,6 +112,10 @@ class Rig:
         """The largest peak RSS among the worker processes."""
         return max(peak_rss_mib(w.pid) for w in self.workers)
 
+    def rss_mib(self) -> float:
+        """The largest current RSS among the worker processes."""
+        return max(rss_mib(w.pid) for w in self.workers)
+
     def check_alive(self) -> None:
         """Fail the run if a worker died."""
         for worker in self.workers:
@@ -119,6 +132,7 @@ async def rig(
     fail_paths: int = 0,
     slow_paths: int = 0,
     slow_s: float = 1.0,
+    fail_ratio: float = 0.0,
     partitions: int = 12,
     log_level: str = "WARNING",
     **overrides: Any,
@@ -126,7 +140,8 @@ async def rig(
     """Start a sink process and `workers` worker processes on a fresh topic prefix.
 
     Endpoint i listens on sink path /e{i} and subscribes to event type `bench.e{i}`;
-    the last `fail_paths` answer 500, the `slow_paths` before them answer after `slow_s`.
+    the last `fail_paths` answer 500, the `slow_paths` before them answer after `slow_s`;
+    `fail_ratio` of all deliveries answer 500 at random.
     """
     settings = Settings(
         bootstrap=where.bootstrap,
@@ -152,7 +167,7 @@ async def rig(
         [
             sys.executable, "-m", "bench.sinkproc", "--port", str(port),
             "--fail-paths", ",".join(failing), "--slow-paths", ",".join(slow),
-            "--slow-s", str(slow_s),
+            "--slow-s", str(slow_s), "--fail-ratio", str(fail_ratio),
         ],
         stdin=subprocess.DEVNULL,
         preexec_fn=die_with_parent,  # a killed bench leaves nothing running
@@ -272,6 +287,10 @@ async def publish_at(
                 await publisher.publish_many(events(due - sent, kinds, pad, sent))
                 sent = due
             await asyncio.sleep(0.01)
+        total = round(rate * seconds)  # the loop can stop a few events short
+        if total > sent:
+            await publisher.publish_many(events(total - sent, kinds, pad, sent))
+            sent = total
     return sent
 
 

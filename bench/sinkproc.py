@@ -8,13 +8,15 @@ each `webhook-id` so duplicates show. GET /stats answers the counts,
 per-second arrivals and latency percentiles (optionally only for deliveries
 that arrived after `?since=<epoch s>`); POST /reset clears them. With
 `--fail-paths /a,/b` it answers 500 on those paths (failing endpoints), and
-with `--slow-paths /c --slow-s 1` it answers them after a delay.
+with `--slow-paths /c --slow-s 1` it answers them after a delay. With
+`--fail-ratio 0.1` it answers 500 to a random 10% of all deliveries.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from collections import Counter
 from datetime import datetime
@@ -64,7 +66,9 @@ def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def create_app(fail_paths: set[str], slow_paths: set[str], slow_s: float) -> web.Application:
+def create_app(
+    fail_paths: set[str], slow_paths: set[str], slow_s: float, fail_ratio: float = 0.0
+) -> web.Application:
     """The sink app."""
     tally = Tally()
     parse = datetime.fromisoformat
@@ -74,7 +78,7 @@ def create_app(fail_paths: set[str], slow_paths: set[str], slow_s: float) -> web
         path = request.path
         if path in slow_paths:
             await asyncio.sleep(slow_s)
-        if path in fail_paths:
+        if path in fail_paths or (fail_ratio and random.random() < fail_ratio):
             tally.failed += 1
             return web.Response(status=500)
         now = time.time()
@@ -109,11 +113,13 @@ def main() -> None:
     parser.add_argument("--fail-paths", default="")
     parser.add_argument("--slow-paths", default="")
     parser.add_argument("--slow-s", type=float, default=1.0)
+    parser.add_argument("--fail-ratio", type=float, default=0.0)
     args = parser.parse_args()
     app = create_app(
         {p for p in args.fail_paths.split(",") if p},
         {p for p in args.slow_paths.split(",") if p},
         args.slow_s,
+        args.fail_ratio,
     )
     import uvloop
 
