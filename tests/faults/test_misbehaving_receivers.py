@@ -74,7 +74,7 @@ async def _read_request(reader: asyncio.StreamReader) -> None:
 @pytest.fixture
 async def sender() -> AsyncIterator[HttpSender]:
     async with build_session(Settings(dev_mode=True)) as session:
-        yield HttpSender(session, timeout_s=TIMEOUT_S, excerpt_bytes=4096)
+        yield HttpSender(session, timeout_s=TIMEOUT_S, excerpt_bytes=4096, allow_private=True)
 
 
 def _request(url: str) -> OutgoingRequest:

@@ -109,6 +109,17 @@ async def test_invalid_endpoint_is_422_naming_each_field(client: TestClient[Any,
     assert fields == {"url", "tenant", "event_types[1]", "x"}
 
 
+async def test_an_endpoint_with_10000_event_types_is_422(client: TestClient[Any, Any]) -> None:
+    many = [f"order.kind{i}" for i in range(10_000)]
+    response = await client.post(
+        "/v1/endpoints", json={**ENDPOINT, "event_types": many}, headers=AUTH
+    )
+    body = await _problem(response, 422)
+    assert body["errors"] == [{"field": "event_types", "message": "at most 100 patterns"}]
+    listed = await client.get("/v1/endpoints", headers=AUTH)
+    assert (await listed.json())["data"] == []
+
+
 async def test_bad_bodies_are_400_or_413(client: TestClient[Any, Any], settings: Settings) -> None:
     not_json = await client.post(
         "/v1/endpoints", data=b"{nope", headers={**AUTH, "Content-Type": "application/json"}

@@ -28,7 +28,7 @@ def _app(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web
 async def sender() -> AsyncIterator[HttpSender]:
     settings = Settings(dev_mode=True)
     async with build_session(settings) as session:
-        yield HttpSender(session, timeout_s=1.0, excerpt_bytes=16)
+        yield HttpSender(session, timeout_s=1.0, excerpt_bytes=16, allow_private=True)
 
 
 def _request(url: str) -> OutgoingRequest:
@@ -92,7 +92,7 @@ async def test_closing_mid_response_is_a_connection_error(sender: HttpSender, se
         return response
 
     async with build_session(Settings(dev_mode=True)) as session:
-        whole_body = HttpSender(session, timeout_s=2.0, excerpt_bytes=4096)
+        whole_body = HttpSender(session, timeout_s=2.0, excerpt_bytes=4096, allow_private=True)
         result = await whole_body.send(_request(await serve(_app(broken))))
     assert result.error_class == "connection_error"
 
@@ -112,10 +112,31 @@ async def test_real_mode_refuses_a_name_that_resolves_to_loopback(serve: Serve) 
 
     port = (await serve(_app(ok))).rsplit(":", 1)[1]
     async with build_session(Settings(dev_mode=False)) as session:
-        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16)
+        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16, allow_private=False)
         result = await sender.send(_request(f"http://localhost:{port}/hook"))
     assert result.error_class == "destination_forbidden"
     assert not result.retriable_error
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"])
+async def test_real_mode_refuses_an_internal_ip_literal_on_every_attempt(
+    serve: Serve, host: str
+) -> None:
+    """aiohttp connects to IP literals without the resolver; the sender checks them."""
+    hits: list[str] = []
+
+    async def ok(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(status=204)
+
+    port = (await serve(_app(ok))).rsplit(":", 1)[1]
+    async with build_session(Settings(dev_mode=False)) as session:
+        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16, allow_private=False)
+        for _ in range(2):
+            result = await sender.send(_request(f"http://{host}:{port}/hook"))
+            assert result.error_class == "destination_forbidden"
+            assert "is not a public address" in (result.error or "")
+    assert hits == []
 
 
 async def test_every_request_carries_our_user_agent(sender: HttpSender, serve: Serve) -> None:

@@ -7,7 +7,12 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from hookstream.engine.destinations import GuardedResolver, check_url, is_public_address
+from hookstream.engine.destinations import (
+    GuardedResolver,
+    check_url,
+    is_public_address,
+    numeric_host,
+)
 from hookstream.errors import DestinationForbidden, InvalidInput
 
 
@@ -29,6 +34,15 @@ from hookstream.errors import DestinationForbidden, InvalidInput
         ("fe80::1", False),
         ("::ffff:127.0.0.1", False),
         ("::ffff:10.0.0.1", False),
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b:1::1", False),  # NAT64 local use
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+        ("2002:5db8:d822::1", True),  # 6to4 of a public address
+        ("64:ff9b::5db8:d822", True),  # NAT64 of a public address
+        ("::", False),
         ("not an ip", False),
     ],
 )
@@ -55,6 +69,46 @@ def test_public_addresses(address: str, public: bool) -> None:
 def test_real_mode_refuses(url: str) -> None:
     with pytest.raises(InvalidInput):
         check_url(url, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "2130706433",  # decimal
+        "0x7f000001",  # hex
+        "0x7F.0x0.0x0.0x1",
+        "0177.0.0.1",  # octal
+        "127.1",  # short
+        "127.0.0.1.",  # trailing dot
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[0:0:0:0:0:ffff:127.0.0.1]",
+        "[64:ff9b::7f00:1]",
+        "[2002:7f00:1::]",
+        "[::127.0.0.1]",
+        "[::1]",
+        "[fe80::1%25eth0]",
+        "169.254.169.254",
+        "0xa9fea9fe",
+        "10.1",
+        "0",
+        "localhost.",
+        "metadata.google.internal",
+    ],
+)
+def test_real_mode_refuses_every_spelling_of_an_internal_address(host: str) -> None:
+    with pytest.raises(InvalidInput, match="must not point at"):
+        check_url(f"https://{host}/hook", allow_private=False)
+    assert check_url(f"http://{host}/hook", allow_private=True)
+
+
+def test_numeric_hosts_are_read_as_the_resolver_reads_them() -> None:
+    assert numeric_host("2130706433") == "127.0.0.1"
+    assert numeric_host("1.2.3") == "1.2.0.3"
+    assert numeric_host("[::1]".strip("[]")) == "::1"
+    assert numeric_host("hooks.example.com") is None
+    assert numeric_host("deadbeef") is None  # a name: no 0x, not digits
+    assert check_url("https://93.184.216.34/hook", allow_private=False)
 
 
 def test_dev_mode_allows_loopback_and_plain_http() -> None:
@@ -92,6 +146,31 @@ async def test_guarded_resolver_refuses_a_name_that_is_only_private() -> None:
     resolver = GuardedResolver(_FixedResolver("169.254.169.254"), allow_private=False)
     with pytest.raises(DestinationForbidden):
         await resolver.resolve("metadata.example", 80)
+
+
+class _FlippingResolver(_FixedResolver):
+    """DNS rebinding: answers public first, then private."""
+
+    def __init__(self, *answers: str) -> None:
+        super().__init__()
+        self.answers = list(answers)
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.addresses = (self.answers.pop(0),)
+        return await super().resolve(host, port, family)
+
+
+async def test_a_name_whose_answers_flip_to_private_is_refused_on_the_flip() -> None:
+    resolver = GuardedResolver(
+        _FlippingResolver("93.184.216.34", "127.0.0.1", "93.184.216.34"), allow_private=False
+    )
+    assert [r["host"] for r in await resolver.resolve("rebind.example", 443)] == ["93.184.216.34"]
+    # Every connection resolves and checks again: the private answer is refused.
+    with pytest.raises(DestinationForbidden, match="non-public"):
+        await resolver.resolve("rebind.example", 443)
+    assert [r["host"] for r in await resolver.resolve("rebind.example", 443)] == ["93.184.216.34"]
 
 
 async def test_guarded_resolver_in_dev_mode_passes_everything() -> None:

@@ -18,17 +18,60 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hookstream.errors import DestinationForbidden, FieldProblem, InvalidInput
 
 MAX_URL_LENGTH = 2048
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's
+# well-known prefix (RFC 6052) and the deprecated IPv4-compatible form.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 def is_public_address(address: str) -> bool:
-    """True when `address` is a globally routable unicast IP (IPv4-mapped forms unwrapped)."""
+    """True when `address` is a globally routable unicast IP.
+
+    IPv6 forms that embed an IPv4 address (IPv4-mapped, IPv4-compatible,
+    NAT64, 6to4) are judged by the IPv4 address they lead to.
+    """
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(str(embedded))
     return ip.is_global and not ip.is_multicast
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def numeric_host(host: str) -> str | None:
+    """The IP a numeric host means, in canonical form, or None for a name.
+
+    Besides plain literals, resolvers accept the legacy IPv4 spellings
+    (2130706433, 0x7f000001, 0177.0.0.1, 127.1) and a trailing dot; each is
+    read the way the resolver would, so none slips past the check as a "name".
+    """
+    host = host.rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if host and all(ch in "0123456789abcdefx." for ch in host.lower()):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def check_url(url: str, *, allow_private: bool) -> str:
@@ -56,21 +99,17 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if parts.username is not None or parts.password is not None:
         problems.append(FieldProblem("url", "must not carry credentials (user:pass@)"))
     if host and not allow_private:
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        name = host.rstrip(".")
+        numeric = numeric_host(host)
+        if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
             problems.append(FieldProblem("url", "must not point at a local or internal name"))
-        elif _is_ip_literal(host) and not is_public_address(host):
-            problems.append(FieldProblem("url", "must not point at a private or reserved address"))
+        elif numeric is not None and not is_public_address(numeric):
+            problems.append(
+                FieldProblem("url", f"must not point at a private or reserved address ({numeric})")
+            )
     if problems:
         raise InvalidInput(problems)
     return url
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class GuardedResolver(AbstractResolver):

@@ -6,12 +6,15 @@ Delivery code does not know more about the destination than this. The session
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from hookstream.engine.destinations import is_public_address, numeric_host
 from hookstream.engine.outcome import AttemptResult
 from hookstream.errors import (
     DeliveryError,
@@ -41,16 +44,24 @@ class HttpSender:
     """
 
     def __init__(
-        self, session: aiohttp.ClientSession, *, timeout_s: float, excerpt_bytes: int
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_s: float,
+        excerpt_bytes: int,
+        allow_private: bool,
     ) -> None:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._excerpt_bytes = excerpt_bytes
+        self._allow_private = allow_private
 
     async def send(self, request: OutgoingRequest) -> AttemptResult:
         """One attempt; every failure becomes an AttemptResult, nothing raises."""
         started = time.perf_counter()
         try:
+            if not self._allow_private:
+                _refuse_internal_literal(request.url)
             async with self._session.post(
                 request.url,
                 data=request.body,
@@ -96,6 +107,21 @@ class HttpSender:
 # Past this many bytes the attempt fails and the connection is dropped unread
 # (it is closed on exit), so memory per attempt stays bounded.
 DRAIN_LIMIT_BYTES = 1024 * 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _internal_literal(url: str) -> str | None:
+    host = urlsplit(url).hostname
+    numeric = numeric_host(host) if host else None
+    return numeric if numeric is not None and not is_public_address(numeric) else None
+
+
+def _refuse_internal_literal(url: str) -> None:
+    """aiohttp connects to an IP-literal host without asking the resolver, so
+    GuardedResolver never sees it: check it here, on every attempt."""
+    internal = _internal_literal(url)
+    if internal is not None:
+        raise DestinationForbidden(f"{internal} is not a public address")
 
 
 def _too_large() -> ResponseTooLarge:
