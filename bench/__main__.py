@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--backlog-events", type=int, default=100_000)
     parser.add_argument("--soak-minutes", type=float, default=30.0)
-    parser.add_argument("--soak-rate", type=float, default=200.0, help="soak: events/s")
+    parser.add_argument(
+        "--soak-rate",
+        type=float,
+        default=50.0,
+        help="soak: events/s (the embedded broker slows as it stores more: docs/reliability.md)",
+    )
     parser.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
     parser.add_argument("--redis", help="use this Redis instead of the embedded Valkey")
     parser.add_argument("--out", type=Path, default=RESULTS)

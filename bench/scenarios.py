@@ -22,7 +22,7 @@ SEED_PER_MINUTE = 11_000  # the seeds' 10,000 a minute, with 10% to spare (see s
 SOAK_FAIL_RATIO = 0.1  # the soak's receiver fails 10% of requests at random
 # The soak's retries: short, so the run ends soon after publishing stops, and
 # eight of them, so a message failing all nine attempts (1 in 10⁹) does not
-# happen in a run of 360,000.
+# happen in a run of hundreds of thousands.
 SOAK_RETRY_SCHEDULE = "1,2,5,10,30,30,30,30"
 
 

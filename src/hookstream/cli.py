@@ -152,7 +152,19 @@ async def _worker(settings: Settings, _: argparse.Namespace) -> int:
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await starting
-    await worker.stop()
+    stopping_cleanly = asyncio.create_task(worker.stop())
+    stopped, _pending = await asyncio.wait({stopping_cleanly}, timeout=settings.shutdown_timeout_s)
+    if not stopped:
+        # A clean stop needs the broker (commits, closing the clients); without
+        # it the stop can wait forever. Uncommitted deliveries are delivered
+        # again by the next worker, so leaving now loses nothing.
+        log.error(
+            f"worker did not stop within {settings.shutdown_timeout_s:g} s; "
+            "exiting without a clean stop (uncommitted deliveries will be sent again)"
+        )
+        logging.shutdown()
+        os._exit(1)
+    stopping_cleanly.result()  # a stop that failed raises here, as before
     if starting.done() and not starting.cancelled() and starting.exception() is not None:
         raise starting.exception()  # type: ignore[misc]
     return 1 if failed is not None and failed.done() else 0

@@ -65,6 +65,10 @@ class Settings:
     # is refused, and the router dead-letters one written some other way (014).
     max_event_bytes: int = 512 * 1024
 
+    # Longest a worker's clean stop (finish in-flight, commit, close) may take
+    # after SIGTERM; past it the process exits without one (decision 015).
+    shutdown_timeout_s: float = 25.0
+
     # --- Dispatcher --------------------------------------------------------
     # Deliveries in flight per worker process (the window across all partitions).
     in_flight: int = 1000
@@ -206,6 +210,7 @@ class Settings:
             "response_excerpt_bytes",
             "api_max_body_bytes",
             "max_event_bytes",
+            "shutdown_timeout_s",
             "endpoint_hold_max_s",
             "endpoint_initial_concurrency",
             "endpoint_max_concurrency",
