@@ -35,7 +35,7 @@ async def _drain(
     deadline = time.monotonic() + timeout
     previous = (time.monotonic(), 0)
     while True:
-        stats = await running.sink_stats(since=time.time() + 3600)  # counts only
+        stats = await running.sink_counts()
         now = time.monotonic()
         accepted = stats["accepted"]
         samples.append((time.time(), accepted))
@@ -198,7 +198,7 @@ async def soak(where: Servers, *, workers: int, rate: float, minutes: float) -> 
         while not publishing.done():
             running.check_alive()
             rss.append((time.monotonic() - started, running.rss_mib()))
-            stats = await running.sink_stats(since=time.time() + 3600)
+            stats = await running.sink_counts()
             bar.show(stats["distinct"], f"RSS {rss[-1][1]:6.1f} MiB")
             await asyncio.wait({publishing}, timeout=10)
         bar.close()

@@ -6,7 +6,8 @@ POST any path: a delivery. It records, per delivery, the arrival second and
 the latency from the event's `timestamp` (occurred at) to arrival, and counts
 each `webhook-id` so duplicates show. GET /stats answers the counts,
 per-second arrivals and latency percentiles (optionally only for deliveries
-that arrived after `?since=<epoch s>`); POST /reset clears them. With
+that arrived after `?since=<epoch s>`); GET /counts answers the counts alone,
+without walking what arrived (polled while waiting); POST /reset clears them. With
 `--fail-paths /a,/b` it answers 500 on those paths (failing endpoints), and
 with `--slow-paths /c --slow-s 1` it answers them after a delay. With
 `--fail-ratio 0.1` it answers 500 to a random 10% of all deliveries.
@@ -38,7 +39,17 @@ class Tally:
         self.arrivals: list[float] = []  # arrival time of each accepted delivery
         self.latencies: list[float] = []  # occurred → arrived, seconds, same order
         self.failed = 0
+        self.duplicates = 0
         self.by_path: Counter[str] = Counter()
+
+    def counts(self) -> dict[str, int]:
+        """Accepted, distinct, duplicates and failed: constant time."""
+        return {
+            "accepted": len(self.arrivals),
+            "distinct": len(self.seen),
+            "duplicates": self.duplicates,
+            "failed": self.failed,
+        }
 
     def stats(self, since: float) -> dict[str, Any]:
         """Counts, per-second series and latency percentiles."""
@@ -48,7 +59,7 @@ class Tally:
         return {
             "accepted": len(self.arrivals),
             "distinct": len(self.seen),
-            "duplicates": sum(n - 1 for n in self.seen.values() if n > 1),
+            "duplicates": self.duplicates,
             "failed": self.failed,
             "by_path": dict(self.by_path),
             "first_at": self.arrivals[0] if self.arrivals else None,
@@ -82,7 +93,10 @@ def create_app(
             tally.failed += 1
             return web.Response(status=500)
         now = time.time()
-        tally.seen[request.headers.get("webhook-id", "")] += 1
+        webhook_id = request.headers.get("webhook-id", "")
+        if webhook_id in tally.seen:
+            tally.duplicates += 1
+        tally.seen[webhook_id] += 1
         tally.by_path[path] += 1
         tally.arrivals.append(now)
         try:
@@ -96,12 +110,16 @@ def create_app(
         since = float(request.query.get("since", "0"))
         return web.Response(body=orjson.dumps(tally.stats(since)), content_type="application/json")
 
+    async def counts(_: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(tally.counts()), content_type="application/json")
+
     async def reset(_: web.Request) -> web.Response:
         tally.reset()
         return web.Response(status=204)
 
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/counts", counts)
     app.router.add_post("/reset", reset)
     app.router.add_post("/{tail:.*}", receive)
     return app
