@@ -15,6 +15,7 @@ from aiohttp import web
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.embedded import free_port
+from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
 
@@ -33,7 +34,7 @@ async def register(settings: Settings, bodies: Iterable[dict[str, Any]]) -> list
     registry = EndpointRegistry(settings, writable=True)
     await registry.start()
     try:
-        endpoints = [new_endpoint(body, allow_private=True) for body in bodies]
+        endpoints = [new_endpoint(body, DEV_EGRESS) for body in bodies]
         for endpoint in endpoints:
             await registry.put(endpoint)
         return endpoints

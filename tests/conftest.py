@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import itertools
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
@@ -27,6 +29,7 @@ from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack, free_port
+from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
 from hookstream.topics import ensure_topics
@@ -212,12 +215,40 @@ def endpoint_factory(registry: EndpointRegistry) -> EndpointFactory:
     async def create(url: str, tenant: str, event_types: list[str], **fields: Any) -> Endpoint:
         endpoint = new_endpoint(
             {"url": url, "tenant": tenant, "event_types": event_types, **fields},
-            allow_private=True,
+            policy=DEV_EGRESS,
         )
         await registry.put(endpoint)
         return endpoint
 
     return create
+
+
+class MappedResolver(AbstractResolver):
+    """Test DNS: each name answers the addresses mapped to it (change `answers` to flip)."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The mapped addresses; OSError for a name not mapped (like NXDOMAIN)."""
+        if host not in self.answers:
+            raise OSError(f"{host}: name not known")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=0,
+            )
+            for address in self.answers[host]
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 Serve = Callable[[web.Application], Awaitable[str]]

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from hookstream.engine.apikeys import Tier, parse_tiers
 from hookstream.engine.circuit import CircuitSettings
+from hookstream.engine.destinations import EgressPolicy, parse_networks
 from hookstream.engine.gate import GateSettings
 from hookstream.engine.retry import RetryPolicy, parse_schedule
 from hookstream.errors import ConfigError
@@ -135,10 +137,25 @@ class Settings:
     admin_key: str = ""
     # Largest request body the API accepts, in bytes (bigger answers 413).
     api_max_body_bytes: int = 1024 * 1024
+    # Requests per hour of each API key tier, `name=limit[:burst]`, comma
+    # separated; burst defaults to a tenth of the limit (decision 016).
+    api_rate_tiers: str = "free=100,basic=1000,standard=10000,premium=100000"
+    # The tier of a new key that names none.
+    api_default_tier: str = "standard"
+    # An event id seen again within this many seconds is a duplicate: not published.
+    idempotency_window_s: int = 86_400
+    # After a secret rotation the previous secret keeps signing (a second
+    # signature) this long, so receivers can switch without dropping a webhook.
+    secret_overlap_s: float = 86_400.0
 
     # --- Safety -------------------------------------------------------------
     # Dev mode allows loopback/private destinations and plain http. Never in production.
     dev_mode: bool = False
+    # Allow plain-http endpoint URLs outside dev mode (https only by default).
+    allow_http: bool = False
+    # Private ranges deliveries may reach anyway, comma-separated CIDRs
+    # (for receivers inside your network): `10.20.0.0/16,fd00:1::/64`.
+    egress_allow_cidrs: str = ""
     log_level: str = "INFO"
 
     # Not a setting: the names of fields given by the caller rather than defaults.
@@ -222,6 +239,8 @@ class Settings:
             "circuit_open_max_s",
             "auto_disable_after_s",
             "health_publish_interval_s",
+            "idempotency_window_s",
+            "secret_overlap_s",
         ):
             positive(name)
         if self.producer_linger_ms < 0:
@@ -261,6 +280,17 @@ class Settings:
             problems.append(f"{_env('metrics_endpoint_series')} must be 0 or more")
         if not 0 <= self.worker_metrics_port < 65536:
             problems.append(f"{_env('worker_metrics_port')} must be a TCP port or 0")
+        try:
+            parse_networks(self.egress_allow_cidrs)
+        except ValueError as exc:
+            problems.append(f"{_env('egress_allow_cidrs')}: {exc}")
+        try:
+            tiers = parse_tiers(self.api_rate_tiers)
+        except ValueError as exc:
+            problems.append(f"{_env('api_rate_tiers')}: {exc}")
+        else:
+            if self.api_default_tier not in tiers:
+                problems.append(f"{_env('api_default_tier')} must be one of {', '.join(tiers)}")
         if self.admin_key and len(self.admin_key) < 16:
             problems.append(f"{_env('admin_key')} must be at least 16 characters")
         return problems
@@ -282,6 +312,20 @@ class Settings:
             floor_s=self.retry_floor_s,
             linear_interval_s=self.retry_linear_interval_s,
         )
+
+    @property
+    def egress(self) -> EgressPolicy:
+        """Where deliveries may go (dev mode: anywhere)."""
+        return EgressPolicy(
+            allow_private=self.dev_mode,
+            allow_http=self.allow_http,
+            allowed_networks=parse_networks(self.egress_allow_cidrs),
+        )
+
+    @property
+    def rate_tiers(self) -> dict[str, Tier]:
+        """The API key tiers by name."""
+        return parse_tiers(self.api_rate_tiers)
 
     @property
     def gate_settings(self) -> GateSettings:

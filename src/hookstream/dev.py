@@ -53,6 +53,7 @@ def _banner(settings: Settings) -> str:
 hookstream dev is running
   API        {api}
   dashboard  {api}/dashboard (paste the admin key)
+  API docs   {api}/docs
   admin key  {key}
   Kafka      {settings.bootstrap} (embedded, memory only)
   Redis      {settings.redis_url} (embedded Valkey)

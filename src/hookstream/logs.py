@@ -44,5 +44,15 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faust", "mode", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    quiet_libraries(root.level)
+
+
+# Libraries whose debug lines are noise, and in aiokafka's case hold record
+# values: the endpoints topic carries signing secrets.
+NOISY = ("aiokafka", "faust", "mode", "aiohttp.access")
+
+
+def quiet_libraries(level: int) -> None:
+    """Keep the chatty libraries at WARNING or above, whatever hookstream's level."""
+    for noisy in NOISY:
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))

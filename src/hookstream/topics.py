@@ -34,6 +34,7 @@ class TopicNames:
         self.events = f"{p}events"
         self.deliveries = f"{p}deliveries"
         self.endpoints = f"{p}endpoints"
+        self.config = f"{p}config"  # tenants, event types, API keys
         self.attempts = f"{p}attempts"
         self.dlq = f"{p}dlq"
         self.health = f"{p}health"
@@ -61,6 +62,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Config is small and read whole by every process: one partition keeps
         # read-your-writes a single offset comparison.
         TopicSpec(names.endpoints, 1, compact),
+        TopicSpec(names.config, 1, compact),
         # Latest health per endpoint: small, read whole by every worker.
         TopicSpec(names.health, 1, compact),
         # hookstream's own operational events, routed to operational endpoints.

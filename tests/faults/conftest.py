@@ -21,6 +21,7 @@ import pytest
 from hookstream.config import Settings
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.embedded import EmbeddedStack
+from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.topics import ensure_topics
 from tests.conftest import settings_for
@@ -70,7 +71,7 @@ async def register(settings: Settings, url: str, count: int, **fields: object) -
         for _ in range(count):
             endpoint = new_endpoint(
                 {"url": url, "tenant": "acme", "event_types": ["order.*"], **fields},
-                allow_private=True,
+                policy=DEV_EGRESS,
             )
             await registry.put(endpoint)
             endpoints.append(endpoint)

@@ -19,6 +19,7 @@ import pytest
 
 from hookstream.config import Settings
 from hookstream.consumers.http import build_session
+from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.sender import DRAIN_LIMIT_BYTES, HttpSender, OutgoingRequest
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,7 @@ async def _read_request(reader: asyncio.StreamReader) -> None:
 @pytest.fixture
 async def sender() -> AsyncIterator[HttpSender]:
     async with build_session(Settings(dev_mode=True)) as session:
-        yield HttpSender(session, timeout_s=TIMEOUT_S, excerpt_bytes=4096, allow_private=True)
+        yield HttpSender(session, timeout_s=TIMEOUT_S, excerpt_bytes=4096, policy=DEV_EGRESS)
 
 
 def _request(url: str) -> OutgoingRequest:

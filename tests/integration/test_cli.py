@@ -87,7 +87,7 @@ async def test_api_role_serves_against_external_servers(settings: Settings, tmp_
                 headers={"Authorization": f"Bearer {ADMIN_KEY}"},
             )
             assert response.status == 200
-            assert await response.json() == {"data": []}
+            assert await response.json() == {"data": [], "next": None}
         api.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(asyncio.to_thread(api.wait), 30) == 0
     finally:

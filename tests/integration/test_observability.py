@@ -158,14 +158,14 @@ async def test_readyz_reports_what_is_missing(fast: Settings, stack: Any) -> Non
     async with TestClient(TestServer(create_app(fast))) as client:
         ready = await client.get("/readyz")
         assert ready.status == 200
-        assert (await ready.json())["checks"] == {"redis": True, "broker": True}
+        assert (await ready.json())["checks"] == {"redis": True, "broker": True, "config": True}
         assert (await client.get("/healthz")).status == 200
     no_redis = fast.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with TestClient(TestServer(create_app(no_redis))) as client:
         response = await client.get("/readyz")
         assert response.status == 503
         body = await response.json()
-        assert body["checks"] == {"redis": False, "broker": True}
+        assert body["checks"] == {"redis": False, "broker": True, "config": True}
         assert (await client.get("/healthz")).status == 200  # alive, not ready
 
 

@@ -12,6 +12,7 @@ from hookstream import __version__
 from hookstream.config import Settings
 from hookstream.consumers.http import build_session
 from hookstream.embedded import free_port
+from hookstream.engine.destinations import DEV_EGRESS, STRICT_EGRESS
 from hookstream.engine.sender import HttpSender, OutgoingRequest
 from tests.conftest import Serve
 
@@ -28,7 +29,7 @@ def _app(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web
 async def sender() -> AsyncIterator[HttpSender]:
     settings = Settings(dev_mode=True)
     async with build_session(settings) as session:
-        yield HttpSender(session, timeout_s=1.0, excerpt_bytes=16, allow_private=True)
+        yield HttpSender(session, timeout_s=1.0, excerpt_bytes=16, policy=DEV_EGRESS)
 
 
 def _request(url: str) -> OutgoingRequest:
@@ -92,7 +93,7 @@ async def test_closing_mid_response_is_a_connection_error(sender: HttpSender, se
         return response
 
     async with build_session(Settings(dev_mode=True)) as session:
-        whole_body = HttpSender(session, timeout_s=2.0, excerpt_bytes=4096, allow_private=True)
+        whole_body = HttpSender(session, timeout_s=2.0, excerpt_bytes=4096, policy=DEV_EGRESS)
         result = await whole_body.send(_request(await serve(_app(broken))))
     assert result.error_class == "connection_error"
 
@@ -112,7 +113,7 @@ async def test_real_mode_refuses_a_name_that_resolves_to_loopback(serve: Serve) 
 
     port = (await serve(_app(ok))).rsplit(":", 1)[1]
     async with build_session(Settings(dev_mode=False)) as session:
-        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16, allow_private=False)
+        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16, policy=STRICT_EGRESS)
         result = await sender.send(_request(f"http://localhost:{port}/hook"))
     assert result.error_class == "destination_forbidden"
     assert not result.retriable_error
@@ -131,7 +132,7 @@ async def test_real_mode_refuses_an_internal_ip_literal_on_every_attempt(
 
     port = (await serve(_app(ok))).rsplit(":", 1)[1]
     async with build_session(Settings(dev_mode=False)) as session:
-        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16, allow_private=False)
+        sender = HttpSender(session, timeout_s=2.0, excerpt_bytes=16, policy=STRICT_EGRESS)
         for _ in range(2):
             result = await sender.send(_request(f"http://{host}:{port}/hook"))
             assert result.error_class == "destination_forbidden"

@@ -8,6 +8,8 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hookstream.engine.destinations import (
+    DEV_EGRESS,
+    STRICT_EGRESS,
     GuardedResolver,
     check_url,
     is_public_address,
@@ -68,7 +70,7 @@ def test_public_addresses(address: str, public: bool) -> None:
 )
 def test_real_mode_refuses(url: str) -> None:
     with pytest.raises(InvalidInput):
-        check_url(url, allow_private=False)
+        check_url(url, policy=STRICT_EGRESS)
 
 
 @pytest.mark.parametrize(
@@ -98,8 +100,8 @@ def test_real_mode_refuses(url: str) -> None:
 )
 def test_real_mode_refuses_every_spelling_of_an_internal_address(host: str) -> None:
     with pytest.raises(InvalidInput, match="must not point at"):
-        check_url(f"https://{host}/hook", allow_private=False)
-    assert check_url(f"http://{host}/hook", allow_private=True)
+        check_url(f"https://{host}/hook", policy=STRICT_EGRESS)
+    assert check_url(f"http://{host}/hook", policy=DEV_EGRESS)
 
 
 def test_numeric_hosts_are_read_as_the_resolver_reads_them() -> None:
@@ -108,17 +110,17 @@ def test_numeric_hosts_are_read_as_the_resolver_reads_them() -> None:
     assert numeric_host("[::1]".strip("[]")) == "::1"
     assert numeric_host("hooks.example.com") is None
     assert numeric_host("deadbeef") is None  # a name: no 0x, not digits
-    assert check_url("https://93.184.216.34/hook", allow_private=False)
+    assert check_url("https://93.184.216.34/hook", policy=STRICT_EGRESS)
 
 
 def test_dev_mode_allows_loopback_and_plain_http() -> None:
-    assert check_url("http://127.0.0.1:9000/hook", allow_private=True)
+    assert check_url("http://127.0.0.1:9000/hook", policy=DEV_EGRESS)
     with pytest.raises(InvalidInput):
-        check_url("ftp://127.0.0.1/", allow_private=True)
+        check_url("ftp://127.0.0.1/", policy=DEV_EGRESS)
 
 
 def test_real_mode_accepts_a_public_https_url() -> None:
-    assert check_url("https://hooks.example.com/in?x=1", allow_private=False)
+    assert check_url("https://hooks.example.com/in?x=1", policy=STRICT_EGRESS)
 
 
 class _FixedResolver(AbstractResolver):
@@ -138,12 +140,12 @@ class _FixedResolver(AbstractResolver):
 
 
 async def test_guarded_resolver_keeps_only_public_addresses() -> None:
-    resolver = GuardedResolver(_FixedResolver("10.0.0.1", "93.184.216.34"), allow_private=False)
+    resolver = GuardedResolver(_FixedResolver("10.0.0.1", "93.184.216.34"), policy=STRICT_EGRESS)
     assert [r["host"] for r in await resolver.resolve("x.example", 443)] == ["93.184.216.34"]
 
 
 async def test_guarded_resolver_refuses_a_name_that_is_only_private() -> None:
-    resolver = GuardedResolver(_FixedResolver("169.254.169.254"), allow_private=False)
+    resolver = GuardedResolver(_FixedResolver("169.254.169.254"), policy=STRICT_EGRESS)
     with pytest.raises(DestinationForbidden):
         await resolver.resolve("metadata.example", 80)
 
@@ -164,7 +166,7 @@ class _FlippingResolver(_FixedResolver):
 
 async def test_a_name_whose_answers_flip_to_private_is_refused_on_the_flip() -> None:
     resolver = GuardedResolver(
-        _FlippingResolver("93.184.216.34", "127.0.0.1", "93.184.216.34"), allow_private=False
+        _FlippingResolver("93.184.216.34", "127.0.0.1", "93.184.216.34"), policy=STRICT_EGRESS
     )
     assert [r["host"] for r in await resolver.resolve("rebind.example", 443)] == ["93.184.216.34"]
     # Every connection resolves and checks again: the private answer is refused.
@@ -174,5 +176,5 @@ async def test_a_name_whose_answers_flip_to_private_is_refused_on_the_flip() -> 
 
 
 async def test_guarded_resolver_in_dev_mode_passes_everything() -> None:
-    resolver = GuardedResolver(_FixedResolver("127.0.0.1"), allow_private=True)
+    resolver = GuardedResolver(_FixedResolver("127.0.0.1"), policy=DEV_EGRESS)
     assert [r["host"] for r in await resolver.resolve("localhost", 80)] == ["127.0.0.1"]

@@ -1,40 +1,87 @@
 """The control API application: `create_app(settings)`.
 
-Routes live in one module per resource; auth and problem+json rendering are
-middlewares, so every route gets both. The registry and publisher are started
-in `cleanup_ctx` unless the caller passes running ones (tests, `hookstream dev`).
+Routes live in one module per resource, each declared as an operation
+(operations.py) from which the OpenAPI document is generated; auth and
+problem+json rendering are middlewares, so every route gets both. The registry
+and publisher are started in `cleanup_ctx` unless the caller passes running
+ones (tests, `hookstream dev`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from hookstream.api import (
+    api_keys,
     attempts,
     dashboard,
     dlq,
     endpoints,
+    event_types,
     events,
+    filters,
     health,
     observability,
+    openapi,
+    send_test,
     stats,
     tasks,
+    tenants,
 )
 from hookstream.api.auth import auth_middleware
 from hookstream.api.observability import metrics_middleware
+from hookstream.api.operations import Operation
 from hookstream.api.problems import problem_middleware
+from hookstream.api.ratelimit import add_rate_headers
 from hookstream.api.redrive import RedriveTasks
-from hookstream.api.state import METRICS, PRODUCER, PUBLISHER, REDIS, REGISTRY, SETTINGS, TASKS
+from hookstream.api.state import (
+    CATALOG,
+    METRICS,
+    PRODUCER,
+    PUBLISHER,
+    REDIS,
+    REGISTRY,
+    RESOLVER,
+    SENDER,
+    SETTINGS,
+    TASKS,
+)
 from hookstream.config import Settings
+from hookstream.consumers.catalog import Catalog
+from hookstream.consumers.http import build_session
 from hookstream.consumers.registry import EndpointRegistry
+from hookstream.engine.sender import HttpSender
 from hookstream.errors import ConfigError
 from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
+
+# Every declared operation, in the order the OpenAPI document lists them.
+OPERATIONS = (
+    tenants.routes,
+    endpoints.routes,
+    send_test.routes,
+    health.routes,
+    attempts.routes,
+    filters.routes,
+    event_types.routes,
+    events.routes,
+    api_keys.routes,
+    dlq.routes,
+    tasks.routes,
+    stats.routes,
+)
+
+
+def operations() -> list[Operation]:
+    """Every operation of the API."""
+    return [op for group in OPERATIONS for op in group.operations]
 
 
 def create_app(
@@ -42,8 +89,12 @@ def create_app(
     *,
     registry: EndpointRegistry | None = None,
     publisher: EventPublisher | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> web.Application:
-    """Build the API app. Raises ConfigError when no admin key is set."""
+    """Build the API app. Raises ConfigError when no admin key is set.
+
+    `resolver` replaces the system DNS resolver (tests map names to addresses).
+    """
     if not settings.admin_key:
         raise ConfigError(["HOOKSTREAM_ADMIN_KEY is required to run the API"])
     metrics = CollectorRegistry(auto_describe=True)  # this app's own (observability.py)
@@ -57,15 +108,15 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
-    app.add_routes(endpoints.routes)
-    app.add_routes(events.routes)
-    app.add_routes(attempts.routes)
-    app.add_routes(dlq.routes)
-    app.add_routes(tasks.routes)
-    app.add_routes(health.routes)
+    app[RESOLVER] = resolver or aiohttp.DefaultResolver()
+    app[openapi.SPEC] = openapi.encode_spec(operations())
+    for group in OPERATIONS:
+        app.add_routes(group.route_defs())
+    app.add_routes(openapi.routes)
     app.add_routes(observability.routes)
-    app.add_routes(stats.routes)
     app.add_routes(dashboard.routes)
+    app.on_response_prepare.append(add_rate_headers)
+    app.on_response_prepare.append(openapi.add_deprecation_headers)
     app.cleanup_ctx.append(_clients(settings, registry, publisher))
     return app
 
@@ -82,12 +133,23 @@ def _clients(
             await app[REGISTRY].start()
         if own_publisher:
             await app[PUBLISHER].start()
+        app[CATALOG] = Catalog(settings, writable=True)
+        await app[CATALOG].start()
         app[REDIS] = Redis.from_url(settings.redis_url)
         app[PRODUCER] = AIOKafkaProducer(**producer_options(settings, client_id="api"))
         await app[PRODUCER].start()
         app[TASKS] = RedriveTasks(settings, app[REDIS], app[PRODUCER])
+        session = build_session(settings, resolver=app[RESOLVER])
+        app[SENDER] = HttpSender(
+            session,
+            timeout_s=settings.http_timeout_s,
+            excerpt_bytes=settings.response_excerpt_bytes,
+            policy=settings.egress,
+        )
         yield
+        await session.close()
         await app[TASKS].stop()
+        await app[CATALOG].stop()
         await app[PRODUCER].stop()
         await app[REDIS].aclose()
         if own_publisher:

@@ -7,16 +7,24 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hookstream.api.auth import principal
 from hookstream.api.endpoints import find_endpoint
-from hookstream.api.paging import page_limit, pair_cursor
+from hookstream.api.operations import Operations
+from hookstream.api.paging import AFTER, LIMIT, page_limit, pair_cursor
 from hookstream.api.problems import NotFound, json_response
-from hookstream.api.state import REDIS, SETTINGS
+from hookstream.api.schemas import OBJECT, page
+from hookstream.api.state import REDIS, REGISTRY, SETTINGS
 from hookstream.consumers.attempt_index import endpoint_key, message_key, routed_key
 
-routes = web.RouteTableDef()
+routes = Operations("endpoints")
 
 
-@routes.get("/v1/endpoints/{endpoint_id}/attempts")
+@routes.get(
+    "/v1/endpoints/{endpoint_id}/attempts",
+    scope="endpoints:read",
+    query=(LIMIT, AFTER),
+    ok=(200, page(OBJECT)),
+)
 async def endpoint_attempts(request: web.Request) -> web.Response:
     """An endpoint's recent attempts, newest first, in cursor pages (`limit`, `after`).
 
@@ -42,7 +50,7 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-@routes.get("/v1/messages/{message_id}")
+@routes.get("/v1/messages/{message_id}", scope="endpoints:read", ok=(200, OBJECT))
 async def message_status(request: web.Request) -> web.Response:
     """A message's state (pending, delivered, retrying with the next time, dead) and attempts."""
     message_id = request.match_info["message_id"]
@@ -53,6 +61,7 @@ async def message_status(request: web.Request) -> web.Response:
         if not routed:
             raise NotFound(f"no message {message_id} in the recent index")
         fields = {k.decode(): v.decode() for k, v in routed.items()}
+        _require_visible(request, message_id, fields.get("endpoint_id", ""))
         return json_response(
             {
                 "id": message_id,
@@ -65,6 +74,7 @@ async def message_status(request: web.Request) -> web.Response:
         )
     attempts = [_attempt(member) for member in rows]
     latest = attempts[-1]
+    _require_visible(request, message_id, latest["endpoint_id"])
     state = {"delivered": "delivered", "dead": "dead"}.get(latest["outcome"], "retrying")
     if state == "retrying" and latest.get("next_attempt_at") is None:
         state = "dead"
@@ -78,6 +88,15 @@ async def message_status(request: web.Request) -> web.Response:
             "attempts": attempts,
         }
     )
+
+
+def _require_visible(request: web.Request, message_id: str, endpoint_id: str) -> None:
+    """404 for a key bound to another tenant than the message's endpoint."""
+    if principal(request).tenant is None:
+        return
+    endpoint = request.app[REGISTRY].get(endpoint_id)
+    if endpoint is None or not principal(request).sees(endpoint.tenant):
+        raise NotFound(f"no message {message_id} in the recent index")
 
 
 def _attempt(member: Any) -> dict[str, Any]:

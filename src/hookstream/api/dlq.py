@@ -7,24 +7,34 @@ from typing import Any
 
 from aiohttp import web
 
+from hookstream.api import schemas
+from hookstream.api.auth import principal
 from hookstream.api.endpoints import find_endpoint
-from hookstream.api.paging import BAD_CURSOR, page_limit, pair_cursor
-from hookstream.api.problems import BadRequest, NotFound, json_body, json_response
+from hookstream.api.operations import BODY, Operations, Param
+from hookstream.api.paging import AFTER, BAD_CURSOR, LIMIT, page_limit, pair_cursor
+from hookstream.api.problems import BadRequest, NotFound, json_response
+from hookstream.api.schemas import OBJECT, page
 from hookstream.api.state import PRODUCER, SETTINGS, TASKS
 from hookstream.consumers.dlq import DeadLetterFilter, DeadLetterReader, redrive
 from hookstream.engine.clock import parse_rfc3339
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.topics import TopicNames
 
-routes = web.RouteTableDef()
+routes = Operations("dlq")
 
 FILTER_FIELDS = ("tenant", "endpoint_id", "event_type", "since", "until")
+FILTER_PARAMS = tuple(Param(name, {"type": "string", "maxLength": 256}) for name in FILTER_FIELDS)
 
 
-@routes.get("/v1/dlq")
+@routes.get(
+    "/v1/dlq",
+    scope="dlq:manage",
+    query=(*FILTER_PARAMS, LIMIT, AFTER),
+    ok=(200, page(OBJECT)),
+)
 async def list_dead_letters(request: web.Request) -> web.Response:
     """Dead letters matching the query's filters, in cursor pages (`limit`, `after`)."""
-    where = dead_letter_filter(dict(request.query), allow_extra={"limit", "after"})
+    where = _own(request, dead_letter_filter(dict(request.query), allow_extra={"limit", "after"}))
     limit = page_limit(request)
     resume = pair_cursor(request.query.get("after"))
     if resume is not None and resume[0] < 0:
@@ -42,13 +52,13 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     return json_response({"data": data, "next": next_link})
 
 
-@routes.post("/v1/dlq/{message_id}/redrive")
+@routes.post("/v1/dlq/{message_id}/redrive", scope="dlq:manage", ok=(202, OBJECT))
 async def redrive_one(request: web.Request) -> web.Response:
     """Send one dead message back for delivery (its latest dead letter), same webhook-id."""
     message_id = request.match_info["message_id"]
     reader = DeadLetterReader(request.app[SETTINGS])
     latest = None
-    async for letter in reader.scan(DeadLetterFilter(message_id=message_id)):
+    async for letter in reader.scan(_own(request, DeadLetterFilter(message_id=message_id))):
         latest = letter
     if latest is None:
         raise NotFound(f"no dead letter for message {message_id}")
@@ -56,18 +66,23 @@ async def redrive_one(request: web.Request) -> web.Response:
     return json_response({"message_id": message_id, "redriven": 1}, status=202)
 
 
-@routes.post("/v1/dlq/redrive")
+@routes.post(
+    "/v1/dlq/redrive", scope="dlq:manage", body=schemas.DLQ_FILTERS, ok=(202, schemas.TASK_STARTED)
+)
 async def redrive_many(request: web.Request) -> web.Response:
     """Redrive every dead letter matching the body's filters, as a background task."""
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object of filters")
-    where = dead_letter_filter({k: v for k, v in body.items()}, allow_extra=set())
+    body: dict[str, Any] = request[BODY]
+    where = _own(request, dead_letter_filter(dict(body), allow_extra=set()))
     task_id = await request.app[TASKS].start_redrive(where)
     return json_response({"task_id": task_id, "status": f"/v1/tasks/{task_id}"}, status=202)
 
 
-@routes.post("/v1/endpoints/{endpoint_id}/recover")
+@routes.post(
+    "/v1/endpoints/{endpoint_id}/recover",
+    scope="dlq:manage",
+    body=schemas.RECOVER,
+    ok=(202, schemas.TASK_STARTED),
+)
 async def recover_endpoint(request: web.Request) -> web.Response:
     """Re-send an endpoint's messages whose last attempt failed in [since, until).
 
@@ -75,15 +90,20 @@ async def recover_endpoint(request: web.Request) -> web.Response:
     good are its dead letters of that window, so this is a redrive task.
     """
     endpoint_id = (await find_endpoint(request)).id
-    body = await json_body(request)
-    if not isinstance(body, dict) or "since" not in body:
-        raise InvalidInput([FieldProblem("since", "is required: an RFC 3339 timestamp")])
-    window = {k: v for k, v in body.items()}
-    where = dead_letter_filter(window, allow_extra=set())
-    if where.tenant or where.endpoint_id or where.event_type:
-        raise InvalidInput([FieldProblem("$", "recover takes only since and until")])
+    body: dict[str, Any] = request[BODY]
+    where = dead_letter_filter(dict(body), allow_extra=set())
     task_id = await request.app[TASKS].start_redrive(replace(where, endpoint_id=endpoint_id))
     return json_response({"task_id": task_id, "status": f"/v1/tasks/{task_id}"}, status=202)
+
+
+def _own(request: web.Request, where: DeadLetterFilter) -> DeadLetterFilter:
+    """A tenant-bound key's filter, narrowed to its tenant (another tenant's: nothing)."""
+    bound = principal(request).tenant
+    if bound is None:
+        return where
+    if where.tenant not in (None, bound):
+        raise NotFound(f"no dead letters of tenant {where.tenant}")
+    return replace(where, tenant=bound)
 
 
 def dead_letter_filter(raw: dict[str, Any], *, allow_extra: set[str]) -> DeadLetterFilter:

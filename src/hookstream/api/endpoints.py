@@ -1,42 +1,113 @@
-"""Routes for endpoints: create, list, get, delete."""
+"""Routes for endpoints: create, list, get, patch, delete; the signing secret."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from hookstream.api.problems import NotFound, json_body, json_response
-from hookstream.api.state import REGISTRY, SETTINGS
-from hookstream.engine.endpoint import Endpoint, new_endpoint
+from hookstream.api import schemas
+from hookstream.api.auth import principal, require_tenant
+from hookstream.api.destination_check import check_destination
+from hookstream.api.operations import BODY, Operations, Param
+from hookstream.api.paging import AFTER, LIMIT, id_page
+from hookstream.api.problems import Forbidden, NotFound, json_response
+from hookstream.api.state import CATALOG, REGISTRY, SETTINGS
+from hookstream.engine.catalog import new_tenant
+from hookstream.engine.clock import rfc3339, system_clock
+from hookstream.engine.endpoint import Endpoint, new_endpoint, patch_endpoint
+from hookstream.engine.signing import generate_secret, secret_key
+from hookstream.errors import FieldProblem, InvalidInput
 
-routes = web.RouteTableDef()
+routes = Operations("endpoints")
+ENDPOINT_ID = "{endpoint_id}"
 
 
-@routes.post("/v1/endpoints")
+def _engine_create_check(request: web.Request, raw: dict[str, Any]) -> object:
+    return new_endpoint({"tenant": principal(request).tenant, **raw}, request.app[SETTINGS].egress)
+
+
+@routes.post(
+    "/v1/endpoints",
+    scope="endpoints:write",
+    body=schemas.ENDPOINT_CREATE,
+    ok=(201, schemas.ENDPOINT_WITH_SECRET),
+    deeper=_engine_create_check,
+)
 async def create_endpoint(request: web.Request) -> web.Response:
-    """Register an endpoint; 201 with its id and the generated signing secret."""
+    """Register an endpoint; 201 with its id and the generated signing secret.
+
+    An unknown tenant is created with it, so every endpoint's tenant is listed.
+    """
+    body = request[BODY]
+    raw: dict[str, Any] = dict(body)
+    bound = principal(request).tenant
+    if bound is not None and raw.setdefault("tenant", bound) != bound:
+        raise Forbidden(f"this key manages endpoints of tenant {bound} only")
     settings = request.app[SETTINGS]
-    endpoint = new_endpoint(await json_body(request), allow_private=settings.dev_mode)
+    endpoint = new_endpoint(raw, settings.egress)
+    await check_destination(request, endpoint.url)
+    catalog = request.app[CATALOG]
+    if endpoint.tenant not in catalog.tenants:
+        await catalog.put_tenant(new_tenant({"id": endpoint.tenant}))
     await request.app[REGISTRY].put(endpoint)
     return json_response(endpoint.to_dict(include_secret=True), status=201)
 
 
-@routes.get("/v1/endpoints")
+@routes.get(
+    "/v1/endpoints",
+    scope="endpoints:read",
+    query=(
+        Param("tenant", {"type": "string", "maxLength": 128}, "only this tenant's"),
+        LIMIT,
+        AFTER,
+    ),
+    ok=(200, schemas.page(schemas.ENDPOINT)),
+)
 async def list_endpoints(request: web.Request) -> web.Response:
-    """Every endpoint (optionally `?tenant=`), secrets omitted."""
+    """Endpoints in id order, in cursor pages (`limit`, `after`); secrets omitted."""
     tenant = request.query.get("tenant")
+    bound = principal(request).tenant
     registry = request.app[REGISTRY]
     await registry.sync()  # include writes other API processes acknowledged
-    items = registry.index.all(tenant)
-    return json_response({"data": [ep.to_dict() for ep in items]})
+    items = [] if bound and tenant and tenant != bound else registry.index.all(bound or tenant)
+    page = id_page(request, items, key=lambda ep: ep.id, render=lambda ep: ep.to_dict())
+    return json_response(page)
 
 
-@routes.get("/v1/endpoints/{endpoint_id}")
+@routes.get(f"/v1/endpoints/{ENDPOINT_ID}", scope="endpoints:read", ok=(200, schemas.ENDPOINT))
 async def get_endpoint(request: web.Request) -> web.Response:
     """One endpoint, secret omitted."""
     return json_response((await find_endpoint(request)).to_dict())
 
 
-@routes.delete("/v1/endpoints/{endpoint_id}")
+# Stands in for the endpoint being patched when only the body's validity is asked.
+_ANY_ENDPOINT = Endpoint("ep_any", "any", "https://example.com/", ("*",), "")
+
+
+def _engine_patch_check(request: web.Request, raw: dict[str, Any]) -> object:
+    return patch_endpoint(_ANY_ENDPOINT, raw, request.app[SETTINGS].egress)
+
+
+@routes.patch(
+    f"/v1/endpoints/{ENDPOINT_ID}",
+    scope="endpoints:write",
+    body=schemas.ENDPOINT_PATCH,
+    ok=(200, schemas.ENDPOINT),
+    deeper=_engine_patch_check,
+)
+async def update_endpoint(request: web.Request) -> web.Response:
+    """Change the fields given (null resets an optional one); the rest stay as they are."""
+    endpoint = await find_endpoint(request)
+    body: dict[str, Any] = request[BODY]
+    changed = patch_endpoint(endpoint, body, request.app[SETTINGS].egress)
+    if "url" in body:
+        await check_destination(request, changed.url)
+    await request.app[REGISTRY].put(changed)
+    return json_response(changed.to_dict())
+
+
+@routes.delete(f"/v1/endpoints/{ENDPOINT_ID}", scope="endpoints:write", ok=(204, None))
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Delete an endpoint; deliveries still queued for it are dropped."""
     endpoint = await find_endpoint(request)
@@ -44,8 +115,54 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.get(
+    f"/v1/endpoints/{ENDPOINT_ID}/secret", scope="endpoints:write", ok=(200, schemas.SECRET_VIEW)
+)
+async def get_secret(request: web.Request) -> web.Response:
+    """The signing secret, and when each previous secret still signing stops."""
+    endpoint = await find_endpoint(request)
+    return json_response(_secret_view(endpoint))
+
+
+@routes.post(
+    f"/v1/endpoints/{ENDPOINT_ID}/secret/rotate",
+    scope="endpoints:write",
+    body=schemas.ROTATE,
+    body_optional=True,
+    ok=(200, schemas.SECRET_VIEW),
+)
+async def rotate_secret(request: web.Request) -> web.Response:
+    """Replace the signing secret (the body may name the new one).
+
+    The previous secret keeps signing, as a second signature on every delivery,
+    for `secret_overlap_s` (24 h by default), so receivers switch without loss.
+    """
+    endpoint = await find_endpoint(request)
+    body: dict[str, Any] = request[BODY]
+    secret = body.get("secret") or generate_secret()
+    try:
+        secret_key(secret)
+    except ValueError as exc:
+        raise InvalidInput([FieldProblem("secret", str(exc))]) from None
+    if secret == endpoint.secret or any(secret == old for old, _ in endpoint.previous_secrets):
+        raise InvalidInput([FieldProblem("secret", "must differ from the current and previous")])
+    rotated = endpoint.rotated(secret, request.app[SETTINGS].secret_overlap_s)
+    await request.app[REGISTRY].put(rotated)
+    return json_response(_secret_view(rotated))
+
+
+def _secret_view(endpoint: Endpoint) -> dict[str, Any]:
+    now = system_clock()
+    return {
+        "secret": endpoint.secret,
+        "previous_expire_at": [
+            rfc3339(until) for _, until in endpoint.previous_secrets if until > now
+        ],
+    }
+
+
 async def find_endpoint(request: web.Request) -> Endpoint:
-    """The endpoint named in the path, or a 404 problem.
+    """The endpoint named in the path, or a 404 problem (also for another tenant's).
 
     On a miss the registry first catches up with every write acknowledged so
     far, so an endpoint created through another API process is found.
@@ -58,4 +175,5 @@ async def find_endpoint(request: web.Request) -> Endpoint:
         endpoint = registry.get(endpoint_id)
     if endpoint is None:
         raise NotFound(f"no endpoint {endpoint_id}")
+    require_tenant(request, endpoint.tenant, f"endpoint {endpoint_id}")
     return endpoint

@@ -1,19 +1,129 @@
-"""Routes for publishing events over HTTP (for services that cannot speak Kafka)."""
+"""Routes for publishing events over HTTP (for services that cannot speak Kafka).
+
+Every event is checked first (envelope, tenant, the type's JSON Schema), so a
+batch is all or nothing. Ids are idempotent for `idempotency_window_s`: an id
+already published answers `duplicate: true` and is not published again. When
+Redis is away events are published without that check (logged): at-least-once
+delivery already lets receivers see a repeat, while refusing events would lose them.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from aiohttp import web
+from redis.exceptions import RedisError
 
-from hookstream.api.problems import json_body, json_response
-from hookstream.api.state import PUBLISHER
-from hookstream.engine.event import validate_event
+from hookstream.api import schemas
+from hookstream.api.auth import principal
+from hookstream.api.idempotency import Claim, IdempotencyStore
+from hookstream.api.operations import BODY, Operations
+from hookstream.api.problems import Conflict, Forbidden, json_response
+from hookstream.api.state import CATALOG, PUBLISHER, REDIS, SETTINGS
+from hookstream.engine.event import Event, validate_event
+from hookstream.errors import FieldProblem, InvalidInput
 
-routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
+routes = Operations("events")
 
 
-@routes.post("/v1/events")
+def _engine_check(request: web.Request, raw: dict[str, Any]) -> object:
+    return _checked(request, [dict(raw)], single=True)
+
+
+def _engine_batch_check(request: web.Request, raw: dict[str, Any]) -> object:
+    items = raw.get("events")
+    if not isinstance(items, list):
+        return None
+    return _checked(request, [dict(e) if isinstance(e, dict) else e for e in items], single=False)
+
+
+@routes.post(
+    "/v1/events",
+    scope="events:publish",
+    body=schemas.EVENT,
+    ok=(202, schemas.ACCEPTED_EVENT),
+    deeper=_engine_check,
+)
 async def publish_event(request: web.Request) -> web.Response:
     """Validate and publish one event; 202 with its id once the broker has it."""
-    event = validate_event(await json_body(request))
-    await request.app[PUBLISHER].publish(event)
-    return json_response({"id": event.id}, status=202)
+    (event,) = _checked(request, [request[BODY]], single=True)
+    (duplicate,) = await _publish(request, [event])
+    return json_response({"id": event.id, "duplicate": duplicate}, status=202)
+
+
+@routes.post(
+    "/v1/events/batch",
+    scope="events:publish",
+    body=schemas.EVENT_BATCH,
+    ok=(202, schemas.ACCEPTED_BATCH),
+    deeper=_engine_batch_check,
+)
+async def publish_batch(request: web.Request) -> web.Response:
+    """Publish up to 1,000 events: all are checked first, then published as one batch."""
+    body = request[BODY]
+    assert isinstance(body, dict)
+    events = _checked(request, body["events"], single=False)
+    duplicates = await _publish(request, events)
+    return json_response(
+        {"data": [{"id": e.id, "duplicate": d} for e, d in zip(events, duplicates, strict=True)]},
+        status=202,
+    )
+
+
+def _checked(request: web.Request, raws: list[Any], *, single: bool) -> list[Event]:
+    bound = principal(request).tenant
+    catalog = request.app[CATALOG]
+    events: list[Event] = []
+    problems: list[FieldProblem] = []
+    for i, raw in enumerate(raws):
+        where = "" if single else f"events[{i}]."
+        if bound is not None and isinstance(raw, dict) and raw.setdefault("tenant", bound) != bound:
+            raise Forbidden(f"this key publishes for tenant {bound} only")
+        try:
+            event = validate_event(raw)
+        except InvalidInput as exc:
+            problems.extend(FieldProblem(where + p.field, p.message) for p in exc.problems)
+            continue
+        known = catalog.event_types.get(event.type)
+        if known is not None:
+            problems.extend(known.data_problems(event.data, where + "data"))
+        events.append(event)
+    if problems:
+        raise InvalidInput(problems)
+    return events
+
+
+async def _publish(request: web.Request, events: list[Event]) -> list[bool]:
+    """Publish the events not seen before; return which were duplicates.
+
+    An id given twice in one batch is published once (the repeat is a duplicate).
+    """
+    settings = request.app[SETTINGS]
+    store = IdempotencyStore(
+        request.app[REDIS], settings.topic_prefix, settings.idempotency_window_s
+    )
+    first: dict[tuple[str, str], Event] = {}
+    for event in events:
+        first.setdefault((event.tenant, event.id), event)
+    ids = list(first)
+    try:
+        claims = dict(zip(ids, await store.claim(ids), strict=True))
+    except RedisError as exc:
+        log.warning("publishing without the duplicate check", extra={"error": str(exc)})
+        await request.app[PUBLISHER].publish_many(list(first.values()))
+        return [first[(e.tenant, e.id)] is not e for e in events]
+    ours = [ident for ident, claim in claims.items() if claim is Claim.NEW]
+    if Claim.PENDING in claims.values():
+        await store.release(ours)
+        raise Conflict("an event with one of these ids is being published now; retry shortly")
+    try:
+        await request.app[PUBLISHER].publish_many([first[ident] for ident in ours])
+    except BaseException:
+        await store.release(ours)
+        raise
+    await store.confirm(ours)
+    return [
+        claims[(e.tenant, e.id)] is Claim.DONE or first[(e.tenant, e.id)] is not e for e in events
+    ]

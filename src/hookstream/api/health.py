@@ -8,15 +8,23 @@ import orjson
 from aiohttp import web
 
 from hookstream.api.endpoints import find_endpoint
+from hookstream.api.operations import Deprecated, Operations
 from hookstream.api.problems import json_response
+from hookstream.api.schemas import ENDPOINT, OBJECT
 from hookstream.api.state import REDIS, REGISTRY, SETTINGS
 from hookstream.consumers.health import health_key
 from hookstream.engine.endpoint import Endpoint
 
-routes = web.RouteTableDef()
+routes = Operations("endpoints")
+# PATCH /v1/endpoints/{id} {"disabled": false} does the same since 2026-11-23.
+ENABLE_DEPRECATED = Deprecated(
+    since=1795392000,
+    sunset="Sun, 23 May 2027 00:00:00 GMT",
+    link="/docs#/endpoints/update_endpoint",
+)
 
 
-@routes.get("/v1/endpoints/{endpoint_id}/health")
+@routes.get("/v1/endpoints/{endpoint_id}/health", scope="endpoints:read", ok=(200, OBJECT))
 async def endpoint_health(request: web.Request) -> web.Response:
     """Score, state, window stats, circuit, concurrency and rate limit of one endpoint.
 
@@ -36,12 +44,18 @@ async def endpoint_health(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-@routes.post("/v1/endpoints/{endpoint_id}/enable")
+@routes.post(
+    "/v1/endpoints/{endpoint_id}/enable",
+    scope="endpoints:write",
+    ok=(200, ENDPOINT),
+    deprecated=ENABLE_DEPRECATED,
+)
 async def enable_endpoint(request: web.Request) -> web.Response:
     """Re-enable a disabled endpoint: its circuit closes and its auto-disable clock restarts.
 
     Messages dead-lettered while it was disabled stay in the DLQ; redrive them
-    with POST /v1/endpoints/{id}/recover.
+    with POST /v1/endpoints/{id}/recover. Deprecated: PATCH the endpoint with
+    `{"disabled": false}` instead.
     """
     endpoint = await find_endpoint(request)
     if endpoint.disabled:

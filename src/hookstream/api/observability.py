@@ -23,7 +23,7 @@ from prometheus_client import (
 from redis.exceptions import RedisError
 
 from hookstream.api.problems import Handler, json_response
-from hookstream.api.state import METRICS, REDIS, REGISTRY
+from hookstream.api.state import CATALOG, METRICS, REDIS, REGISTRY
 
 routes = web.RouteTableDef()
 
@@ -78,13 +78,16 @@ async def healthz(_: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: Redis answers, and the endpoint registry caught up with the broker (2 s each)."""
-    checks = {"redis": False, "broker": False}
+    """Ready: Redis answers, and the endpoint registry and the catalog (tenants,
+    event types, keys) caught up with the broker (2 s each)."""
+    checks = {"redis": False, "broker": False, "config": False}
     with contextlib.suppress(RedisError, OSError, TimeoutError):
         checks["redis"] = bool(await asyncio.wait_for(request.app[REDIS].ping(), 2))
     try:
         await asyncio.wait_for(request.app[REGISTRY].sync(), 2)
         checks["broker"] = True
+        await asyncio.wait_for(request.app[CATALOG].sync(), 2)
+        checks["config"] = True
     except (TimeoutError, RuntimeError, OSError):
         pass
     ready = all(checks.values())

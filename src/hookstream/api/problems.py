@@ -77,6 +77,13 @@ class NotFound(Problem):
     title = "Not Found"
 
 
+class Conflict(Problem):
+    """The request conflicts with the current state (say so in `detail`)."""
+
+    status = 409
+    title = "Conflict"
+
+
 class Unprocessable(Problem):
     """The body is JSON but fails validation; `errors` lists each bad field."""
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from hookstream.api.redrive import RedriveTasks
 from hookstream.config import Settings
+from hookstream.consumers.catalog import Catalog
 from hookstream.consumers.registry import EndpointRegistry
+from hookstream.engine.sender import HttpSender
 from hookstream.producers import EventPublisher
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +22,6 @@ REDIS = web.AppKey("redis", Redis)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TASKS = web.AppKey("tasks", RedriveTasks)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+CATALOG = web.AppKey("catalog", Catalog)
+SENDER = web.AppKey("sender", HttpSender)  # test sends (POST /v1/endpoints/{id}/test)
+RESOLVER = web.AppKey("resolver", AbstractResolver)  # DNS for the SSRF check at registration

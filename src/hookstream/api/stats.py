@@ -15,7 +15,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hookstream.api.operations import Operations, Param
 from hookstream.api.problems import json_response
+from hookstream.api.schemas import OBJECT
 from hookstream.api.state import REDIS, REGISTRY, SETTINGS
 from hookstream.consumers.health import health_index_key, health_key
 from hookstream.consumers.lag import gauges_key
@@ -23,14 +25,20 @@ from hookstream.consumers.metrics import LATENCY_BUCKETS, ROLLUP_STEP_S, rollup_
 from hookstream.engine.clock import rfc3339
 from hookstream.errors import FieldProblem, InvalidInput
 
-routes = web.RouteTableDef()
+routes = Operations("operations")
 
 MAX_MINUTES = 120
 WORST = 20
 MAX_INDEXED = 10_000
 
 
-@routes.get("/v1/stats")
+@routes.get(
+    "/v1/stats",
+    scope="admin",
+    # Checked by the handler (422), so declared as text here.
+    query=(Param("minutes", {"type": "string"}, f"1-{MAX_MINUTES}, default 15"),),
+    ok=(200, OBJECT),
+)
 async def stats(request: web.Request) -> web.Response:
     """Delivery series for the last `minutes` (1-120, default 15), health and DLQ counts."""
     raw = request.query.get("minutes", "15")

@@ -6,14 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
+from hookstream.api.operations import Operations
 from hookstream.api.problems import NotFound, json_response
 from hookstream.api.redrive import task_key
+from hookstream.api.schemas import OBJECT
 from hookstream.api.state import REDIS, SETTINGS
 
-routes = web.RouteTableDef()
+routes = Operations("dlq")
 
 
-@routes.get("/v1/tasks/{task_id}")
+@routes.get("/v1/tasks/{task_id}", scope="dlq:manage", ok=(200, OBJECT))
 async def get_task(request: web.Request) -> web.Response:
     """A task's state (running, done, failed, interrupted) and counts."""
     task_id = request.match_info["task_id"]

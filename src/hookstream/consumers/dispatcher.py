@@ -40,7 +40,7 @@ from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
 from hookstream.engine.outcome import AttemptResult, Verdict, judge
 from hookstream.engine.sender import OutgoingRequest
-from hookstream.engine.signing import secret_key, signature_header
+from hookstream.engine.signing import secret_key, signed_headers
 from hookstream.errors import InvalidInput
 from hookstream.kafka import consumer_options
 from hookstream.topics import TopicNames
@@ -138,7 +138,7 @@ class Dispatcher:
         self._generation = 0  # bumped when a rebalance revokes partitions
         self._holes = HoleWatch(HOLE_ACCEPT_S)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._keys: dict[str, bytes] = {}
+        self._keys: dict[str, tuple[bytes, ...]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._loops: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
@@ -355,21 +355,24 @@ class Dispatcher:
         await self._failures.handle(task, result, verdict, reason, wait_s)
 
     def _sign(self, task: DeliveryTask, endpoint: Endpoint) -> OutgoingRequest:
-        key = self._keys.get(endpoint.secret)
-        if key is None:
+        now = self._clock()
+        keys = self._keys.get(endpoint.secret) if not endpoint.previous_secrets else None
+        if keys is None:
             if len(self._keys) > 100_000:
                 self._keys.clear()
-            key = self._keys[endpoint.secret] = secret_key(endpoint.secret)
-        timestamp = int(self._clock())
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": task.message_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header((key,), task.message_id, timestamp, task.body),
-            "hookstream-event-id": task.event_id,
-            "hookstream-attempt": str(task.attempt),
-        }
+            keys = tuple(secret_key(s) for s in endpoint.signing_secrets(now))
+            if not endpoint.previous_secrets:
+                self._keys[endpoint.secret] = keys
+        headers = signed_headers(
+            keys,
+            task.message_id,
+            int(now),
+            task.body,
+            endpoint.headers,
+            user_agent=USER_AGENT,
+            hookstream_event_id=task.event_id,
+            hookstream_attempt=str(task.attempt),
+        )
         return OutgoingRequest(url=endpoint.url, headers=headers, body=task.body)
 
     # -- commit ------------------------------------------------------------

@@ -104,7 +104,7 @@ class Router:
         if self._metrics is not None:
             self._metrics.events.inc()
         await self._registry.barrier(timestamp)
-        endpoints = self._registry.index.match(event.tenant, event.type, operational=operational)
+        endpoints = self._registry.index.route(event, operational=operational)
         if not endpoints:
             return
         body = webhook_body(event)

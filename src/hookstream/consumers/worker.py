@@ -73,7 +73,7 @@ class Worker:
             self._session,
             timeout_s=self.settings.http_timeout_s,
             excerpt_bytes=self.settings.response_excerpt_bytes,
-            allow_private=self.settings.dev_mode,
+            policy=self.settings.egress,
         )
         names = TopicNames(self.settings)
         self._producer = AIOKafkaProducer(**producer_options(self.settings, client_id="worker"))

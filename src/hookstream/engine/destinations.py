@@ -1,15 +1,17 @@
 """Which URLs and addresses hookstream may call.
 
 A webhook sender is an SSRF machine unless careful: outside dev mode, only
-https URLs to public addresses are accepted, and the check is repeated on every
-connection by `GuardedResolver`, which refuses any resolved address that is not
-public and hands aiohttp only checked addresses (no second lookup).
+https URLs to public addresses are accepted (an `EgressPolicy` may allow plain
+http and name CIDRs that are allowed anyway), and the check is repeated on every
+connection by `GuardedResolver`, which refuses any resolved address the policy
+does not permit and hands aiohttp only checked addresses (no second lookup).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,50 @@ MAX_URL_LENGTH = 2048
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class EgressPolicy:
+    """Where deliveries may go: built from settings (`Settings.egress`)."""
+
+    allow_private: bool = False  # dev mode: any address, http too
+    allow_http: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()  # permitted even when not public
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """The URL schemes an endpoint may use."""
+        return ("http", "https") if self.allow_private or self.allow_http else ("https",)
+
+    def permits(self, address: str) -> bool:
+        """True when a connection to `address` (an IP) is allowed."""
+        if self.allow_private or is_public_address(address):
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(ip.version == net.version and ip in net for net in self.allowed_networks)
+
+
+def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs (`10.0.0.0/8, fd00::/8`); ValueError names a bad one."""
+    networks: list[IPNetwork] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a CIDR such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+DEV_EGRESS = EgressPolicy(allow_private=True)
+STRICT_EGRESS = EgressPolicy()
 
 
 def is_public_address(address: str) -> bool:
@@ -74,11 +120,12 @@ def numeric_host(host: str) -> str | None:
     return None
 
 
-def check_url(url: str, *, allow_private: bool) -> str:
+def check_url(url: str, policy: EgressPolicy) -> str:
     """Validate an endpoint URL; return it unchanged or raise InvalidInput.
 
-    Outside dev (`allow_private` False) the scheme must be https and a literal
-    IP host must be public; names are checked again at connect time.
+    Outside dev the scheme must be https (unless the policy allows http) and a
+    literal IP host must be permitted; names are resolved and checked by the
+    API at registration (`refuse_resolved`) and again at every connection.
     """
     problems: list[FieldProblem] = []
     if len(url) > MAX_URL_LENGTH:
@@ -91,19 +138,21 @@ def check_url(url: str, *, allow_private: bool) -> str:
         _ = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
         raise InvalidInput([FieldProblem("url", f"not a valid URL: {exc}")]) from None
-    allowed_schemes = ("http", "https") if allow_private else ("https",)
+    allowed_schemes = policy.schemes
     if parts.scheme not in allowed_schemes:
         problems.append(FieldProblem("url", f"scheme must be {' or '.join(allowed_schemes)}"))
     if not host:
         problems.append(FieldProblem("url", "must name a host"))
     if parts.username is not None or parts.password is not None:
         problems.append(FieldProblem("url", "must not carry credentials (user:pass@)"))
-    if host and not allow_private:
+    if host and not policy.allow_private:
         name = host.rstrip(".")
         numeric = numeric_host(host)
-        if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
+        if numeric is None and (
+            name == "localhost" or name.endswith((".localhost", ".local", ".internal"))
+        ):
             problems.append(FieldProblem("url", "must not point at a local or internal name"))
-        elif numeric is not None and not is_public_address(numeric):
+        elif numeric is not None and not policy.permits(numeric):
             problems.append(
                 FieldProblem("url", f"must not point at a private or reserved address ({numeric})")
             )
@@ -113,27 +162,27 @@ def check_url(url: str, *, allow_private: bool) -> str:
 
 
 class GuardedResolver(AbstractResolver):
-    """Wraps aiohttp's resolver and drops every non-public address unless allowed.
+    """Wraps aiohttp's resolver and drops every address the policy does not permit.
 
     Raises DestinationForbidden when nothing public remains, so the attempt fails
     with a clear error class instead of reaching an internal service.
     """
 
-    def __init__(self, inner: AbstractResolver, *, allow_private: bool) -> None:
+    def __init__(self, inner: AbstractResolver, policy: EgressPolicy) -> None:
         self._inner = inner
-        self._allow_private = allow_private
+        self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         """Resolve `host` and keep only the addresses policy allows."""
         results = await self._inner.resolve(host, port, family)
-        if self._allow_private:
+        if self._policy.allow_private:
             return results
-        public = [r for r in results if is_public_address(r["host"])]
-        if not public:
+        permitted = [r for r in results if self._policy.permits(r["host"])]
+        if not permitted:
             raise DestinationForbidden(f"{host} resolves only to non-public addresses")
-        return public
+        return permitted
 
     async def close(self) -> None:
         """Close the wrapped resolver."""

@@ -17,7 +17,8 @@ EVENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*$")
 # Ids and tenants: safe in URLs, headers and Kafka keys.
 ID_RE = re.compile(r"^[a-zA-Z0-9_.:\-]{1,128}$")
 MAX_TYPE_LENGTH = 200
-ENVELOPE_FIELDS = frozenset({"id", "type", "tenant", "subject", "occurred_at", "data"})
+ENVELOPE_FIELDS = frozenset({"id", "type", "tenant", "subject", "occurred_at", "data", "channels"})
+MAX_CHANNELS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,19 @@ class Event:
     occurred_at: str
     data: dict[str, Any]
     subject: str | None = None
+    channels: tuple[str, ...] = ()  # endpoints with channels get only events on one of them
+
+    def filter_document(self) -> dict[str, Any]:
+        """What payload filters see: the envelope, `data` included."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "subject": self.subject,
+            "occurred_at": self.occurred_at,
+            "channels": list(self.channels),
+            "data": self.data,
+        }
 
     def to_json(self) -> bytes:
         """The envelope as JSON bytes (the `events` topic's record value)."""
@@ -42,6 +56,8 @@ class Event:
         }
         if self.subject is not None:
             body["subject"] = self.subject
+        if self.channels:
+            body["channels"] = list(self.channels)
         return orjson.dumps(body)
 
     @property
@@ -110,6 +126,16 @@ def validate_event(raw: Any, *, clock: Clock = system_clock) -> Event:
     if not isinstance(data, dict):
         problems.append(FieldProblem("data", "is required and must be a JSON object"))
 
+    channels = raw.get("channels", [])
+    if (
+        not isinstance(channels, list)
+        or len(channels) > MAX_CHANNELS
+        or not all(isinstance(c, str) and ID_RE.match(c) for c in channels)
+    ):
+        problems.append(
+            FieldProblem("channels", f"at most {MAX_CHANNELS} of 1-128 characters [a-zA-Z0-9_.:-]")
+        )
+
     if problems:
         raise InvalidInput(problems)
     return Event(
@@ -119,6 +145,7 @@ def validate_event(raw: Any, *, clock: Clock = system_clock) -> Event:
         occurred_at=occurred_at,
         data=data,  # type: ignore[arg-type]
         subject=subject,
+        channels=tuple(dict.fromkeys(channels)),
     )
 
 

@@ -1,4 +1,5 @@
-"""Which endpoints want an event: tenant first, then event-type globs.
+"""Which endpoints want an event: tenant first, then event-type globs, then
+channels and payload filters.
 
 A glob is dot-separated words where `*` stands for any run of characters,
 dots included: `invoice.*` matches `invoice.paid` and `invoice.paid.late`,
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from hookstream.engine.filters import Predicate, compile_filter
 
 if TYPE_CHECKING:
     from hookstream.engine.endpoint import Endpoint
+    from hookstream.engine.event import Event
 
 GLOB_RE = re.compile(r"^[a-zA-Z0-9_*]+(\.[a-zA-Z0-9_*]+)*$")
 MAX_GLOB_LENGTH = 200
@@ -45,6 +49,7 @@ class EndpointIndex:
     def __init__(self) -> None:
         self._by_id: dict[str, Endpoint] = {}
         self._by_tenant: dict[str, dict[str, tuple[Endpoint, re.Pattern[str]]]] = {}
+        self._filters: dict[str, Predicate] = {}  # endpoint id → compiled payload filter
         # (operational, tenant) → event type → matching endpoints
         self._cache: dict[tuple[bool, str], dict[str, tuple[Endpoint, ...]]] = {}
 
@@ -71,11 +76,14 @@ class EndpointIndex:
             endpoint,
             compile_globs(endpoint.event_types),
         )
+        if endpoint.filter is not None:
+            self._filters[endpoint.id] = compile_filter(endpoint.filter)
         self._forget(endpoint.tenant)
 
     def remove(self, endpoint_id: str) -> None:
         """Drop an endpoint if present."""
         old = self._by_id.pop(endpoint_id, None)
+        self._filters.pop(endpoint_id, None)
         if old is not None:
             self._by_tenant[old.tenant].pop(endpoint_id, None)
             if not self._by_tenant[old.tenant]:
@@ -104,6 +112,24 @@ class EndpointIndex:
             )
             per_type[event_type] = hit
         return hit
+
+    def route(self, event: Event, *, operational: bool = False) -> tuple[Endpoint, ...]:
+        """The endpoints that get `event`: `match`, then channels and payload filters."""
+        candidates = self.match(event.tenant, event.type, operational=operational)
+        if not any(ep.channels or ep.filter is not None for ep in candidates):
+            return candidates
+        document: dict[str, Any] | None = None
+        chosen = []
+        for ep in candidates:
+            if ep.channels and not any(c in ep.channels for c in event.channels):
+                continue
+            predicate = self._filters.get(ep.id)
+            if predicate is not None:
+                document = document or event.filter_document()
+                if not predicate(document):
+                    continue
+            chosen.append(ep)
+        return tuple(chosen)
 
     def _forget(self, tenant: str) -> None:
         self._cache.pop((False, tenant), None)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from hookstream.engine.destinations import is_public_address, numeric_host
+from hookstream.engine.destinations import EgressPolicy, numeric_host
 from hookstream.engine.outcome import AttemptResult
 from hookstream.errors import (
     DeliveryError,
@@ -49,19 +49,19 @@ class HttpSender:
         *,
         timeout_s: float,
         excerpt_bytes: int,
-        allow_private: bool,
+        policy: EgressPolicy,
     ) -> None:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._excerpt_bytes = excerpt_bytes
-        self._allow_private = allow_private
+        self._policy = policy
 
     async def send(self, request: OutgoingRequest) -> AttemptResult:
         """One attempt; every failure becomes an AttemptResult, nothing raises."""
         started = time.perf_counter()
         try:
-            if not self._allow_private:
-                _refuse_internal_literal(request.url)
+            if not self._policy.allow_private:
+                _refuse_internal_literal(request.url, self._policy)
             async with self._session.post(
                 request.url,
                 data=request.body,
@@ -110,16 +110,16 @@ DRAIN_LIMIT_BYTES = 1024 * 1024
 
 
 @functools.lru_cache(maxsize=4096)
-def _internal_literal(url: str) -> str | None:
+def _internal_literal(url: str, policy: EgressPolicy) -> str | None:
     host = urlsplit(url).hostname
     numeric = numeric_host(host) if host else None
-    return numeric if numeric is not None and not is_public_address(numeric) else None
+    return numeric if numeric is not None and not policy.permits(numeric) else None
 
 
-def _refuse_internal_literal(url: str) -> None:
+def _refuse_internal_literal(url: str, policy: EgressPolicy) -> None:
     """aiohttp connects to an IP-literal host without asking the resolver, so
     GuardedResolver never sees it: check it here, on every attempt."""
-    internal = _internal_literal(url)
+    internal = _internal_literal(url, policy)
     if internal is not None:
         raise DestinationForbidden(f"{internal} is not a public address")
 

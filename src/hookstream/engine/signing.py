@@ -82,3 +82,25 @@ def verify(
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):
             return
     raise InvalidSignature("no signature matches")
+
+
+def signed_headers(
+    keys: Iterable[bytes],
+    msg_id: str,
+    timestamp: int,
+    body: bytes,
+    custom: Mapping[str, str],
+    **extra: str,
+) -> dict[str, str]:
+    """Every header of a delivery: the endpoint's own first, then ours (which win).
+
+    `extra` adds hookstream headers such as `hookstream-attempt` (`_` becomes `-`).
+    """
+    headers = dict(custom)
+    headers["content-type"] = "application/json"
+    headers["webhook-id"] = msg_id
+    headers["webhook-timestamp"] = str(timestamp)
+    headers["webhook-signature"] = signature_header(keys, msg_id, timestamp, body)
+    for name, value in extra.items():
+        headers[name.replace("_", "-")] = value
+    return headers
