@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 
 from hookstream.api import create_app
 from hookstream.config import Settings
@@ -240,8 +241,17 @@ async def test_batch_ingest_is_all_or_nothing_and_idempotent(
         await client.post("/v1/events", json={**events[7], "tenant": "beta"}, headers=AUTH), 202
     )
     assert other["duplicate"] is False
-    records = await read_topic(settings, TopicNames(settings).events, expect=302)
-    assert len(records) == 302
+    # Ids hookstream generates cannot repeat: they are published without a claim.
+    anonymous = {"type": "order.created", "tenant": "acme", "data": {}}
+    assert (await client.post("/v1/events", json=anonymous, headers=AUTH)).status == 202
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        claims = [key async for key in redis.scan_iter(f"{settings.topic_prefix}idem:*")]
+    finally:
+        await redis.aclose()
+    assert len(claims) == 302  # 300 + evt-new + beta's evt-7
+    records = await read_topic(settings, TopicNames(settings).events, expect=303)
+    assert len(records) == 303
     too_many = [{"type": "a.b", "tenant": "acme", "data": {}}] * 1001
     await _json(await client.post("/v1/events/batch", json={"events": too_many}, headers=AUTH), 422)
 

@@ -30,6 +30,7 @@ from hookstream.api import (
     health,
     observability,
     openapi,
+    ratelimit,
     send_test,
     stats,
     tasks,
@@ -136,6 +137,7 @@ def _clients(
         app[CATALOG] = Catalog(settings, writable=True)
         await app[CATALOG].start()
         app[REDIS] = Redis.from_url(settings.redis_url)
+        ratelimit.register(app, app[REDIS])
         app[PRODUCER] = AIOKafkaProducer(**producer_options(settings, client_id="api"))
         await app[PRODUCER].start()
         app[TASKS] = RedriveTasks(settings, app[REDIS], app[PRODUCER])

@@ -48,8 +48,9 @@ def _engine_batch_check(request: web.Request, raw: dict[str, Any]) -> object:
 )
 async def publish_event(request: web.Request) -> web.Response:
     """Validate and publish one event; 202 with its id once the broker has it."""
-    (event,) = _checked(request, [request[BODY]], single=True)
-    (duplicate,) = await _publish(request, [event])
+    raw = request[BODY]
+    (event,) = _checked(request, [raw], single=True)
+    (duplicate,) = await _publish(request, [event], _generated([raw], [event]))
     return json_response({"id": event.id, "duplicate": duplicate}, status=202)
 
 
@@ -65,11 +66,16 @@ async def publish_batch(request: web.Request) -> web.Response:
     body = request[BODY]
     assert isinstance(body, dict)
     events = _checked(request, body["events"], single=False)
-    duplicates = await _publish(request, events)
+    duplicates = await _publish(request, events, _generated(body["events"], events))
     return json_response(
         {"data": [{"id": e.id, "duplicate": d} for e, d in zip(events, duplicates, strict=True)]},
         status=202,
     )
+
+
+def _generated(raws: list[Any], events: list[Event]) -> set[tuple[str, str]]:
+    """The (tenant, id) of events whose id hookstream made up (the body had none)."""
+    return {(e.tenant, e.id) for raw, e in zip(raws, events, strict=True) if "id" not in raw}
 
 
 def _checked(request: web.Request, raws: list[Any], *, single: bool) -> list[Event]:
@@ -95,10 +101,13 @@ def _checked(request: web.Request, raws: list[Any], *, single: bool) -> list[Eve
     return events
 
 
-async def _publish(request: web.Request, events: list[Event]) -> list[bool]:
+async def _publish(
+    request: web.Request, events: list[Event], generated: set[tuple[str, str]]
+) -> list[bool]:
     """Publish the events not seen before; return which were duplicates.
 
     An id given twice in one batch is published once (the repeat is a duplicate).
+    Ids hookstream generated cannot repeat, so only the caller's are claimed.
     """
     settings = request.app[SETTINGS]
     store = IdempotencyStore(
@@ -107,23 +116,25 @@ async def _publish(request: web.Request, events: list[Event]) -> list[bool]:
     first: dict[tuple[str, str], Event] = {}
     for event in events:
         first.setdefault((event.tenant, event.id), event)
-    ids = list(first)
+    ids = [ident for ident in first if ident not in generated]
     try:
         claims = dict(zip(ids, await store.claim(ids), strict=True))
+        claims.update({ident: Claim.NEW for ident in generated})
     except RedisError as exc:
         log.warning("publishing without the duplicate check", extra={"error": str(exc)})
         await request.app[PUBLISHER].publish_many(list(first.values()))
         return [first[(e.tenant, e.id)] is not e for e in events]
-    ours = [ident for ident, claim in claims.items() if claim is Claim.NEW]
+    ours = [ident for ident in first if claims[ident] is Claim.NEW]  # in request order
+    claimed = [ident for ident in ours if ident not in generated]
     if Claim.PENDING in claims.values():
-        await store.release(ours)
+        await store.release(claimed)
         raise Conflict("an event with one of these ids is being published now; retry shortly")
     try:
         await request.app[PUBLISHER].publish_many([first[ident] for ident in ours])
     except BaseException:
-        await store.release(ours)
+        await store.release(claimed)
         raise
-    await store.confirm(ours)
+    await store.confirm(claimed)
     return [
         claims[(e.tenant, e.id)] is Claim.DONE or first[(e.tenant, e.id)] is not e for e in events
     ]

@@ -1,6 +1,7 @@
 """Per-key rate limits: GCRA in Redis, one Lua call per request.
 
-Each tier allows `per_hour` requests an hour, at most `burst` at once (the
+The script is sent once and then run by its SHA (EVALSHA). Each tier allows
+`per_hour` requests an hour, at most `burst` at once (the
 bucket refills one request every 3600/per_hour seconds). Every limited
 response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`
 and `RateLimit-Policy`; a refusal is a 429 problem with `Retry-After`. When
@@ -14,14 +15,17 @@ import logging
 import math
 
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from hookstream.api.problems import Problem
-from hookstream.api.state import REDIS, SETTINGS
+from hookstream.api.state import SETTINGS
 
 log = logging.getLogger(__name__)
 
 RATE_HEADERS = web.RequestKey("rate_headers", dict)
+RATE_SCRIPT = web.AppKey("rate_script", AsyncScript)
 
 # KEYS[1] the key's bucket. ARGV: emission interval (ms), burst.
 # Returns {allowed, remaining, reset_ms, retry_after_ms}.
@@ -55,8 +59,8 @@ async def charge(request: web.Request, key_id: str, tier_name: str) -> None:
     emission_ms = 3_600_000 / tier.per_hour
     bucket = f"{settings.topic_prefix}ratelimit:{key_id}"
     try:
-        allowed, remaining, reset_ms, retry_ms = await request.app[REDIS].eval(
-            GCRA, 1, bucket, str(emission_ms), str(tier.burst)
+        allowed, remaining, reset_ms, retry_ms = await request.app[RATE_SCRIPT](
+            [bucket], [str(emission_ms), str(tier.burst)]
         )
     except RedisError as exc:
         log.warning("rate limit not checked: Redis unavailable", extra={"error": str(exc)})
@@ -75,6 +79,11 @@ async def charge(request: web.Request, key_id: str, tier_name: str) -> None:
             f"the {tier.name} tier allows {tier.per_hour} requests an hour; "
             f"retry in {retry_after} s"
         )
+
+
+def register(app: web.Application, redis: Redis) -> None:
+    """Prepare the limiter's script on the app's Redis client (no round trip)."""
+    app[RATE_SCRIPT] = redis.register_script(GCRA)
 
 
 async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
