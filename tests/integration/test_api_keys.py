@@ -182,3 +182,16 @@ async def test_a_key_created_through_another_api_process_works_at_once(
             return (await second.get("/v1/endpoints", headers=bearer(key))).status == 401
 
         await eventually(refused, timeout=10)
+
+
+async def test_a_tenant_key_sees_only_its_tenants_redrive_tasks(
+    client: TestClient[Any, Any],
+) -> None:
+    key = bearer((await _key(client, scopes=["dlq:manage"], tenant="acme"))["key"])
+    own = await (await client.post("/v1/dlq/redrive", json={}, headers=key)).json()
+    everyone = await (await client.post("/v1/dlq/redrive", json={}, headers=ADMIN)).json()
+    assert (await client.get(own["status"], headers=key)).status == 200
+    assert (await client.get(everyone["status"], headers=key)).status == 404
+    assert (await client.get(own["status"], headers=ADMIN)).status == 200
+    foreign = {"tenant": "beta"}
+    assert (await client.post("/v1/dlq/redrive", json=foreign, headers=key)).status == 404

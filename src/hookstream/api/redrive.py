@@ -37,7 +37,13 @@ class RedriveTasks:
     async def start_redrive(self, where: DeadLetterFilter) -> str:
         """Record a new task and start it; return its id."""
         task_id = f"task_{secrets.token_hex(8)}"
-        await self._save(task_id, state="running", redriven=0, started_at=time.time())
+        await self._save(
+            task_id,
+            state="running",
+            redriven=0,
+            started_at=time.time(),
+            tenant=where.tenant or "",  # a tenant-bound key's tasks are its tenant's
+        )
         job = asyncio.create_task(self._run(task_id, where), name=task_id)
         self._running[task_id] = job
         job.add_done_callback(lambda _: self._running.pop(task_id, None))

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hookstream.api.auth import principal
 from hookstream.api.operations import Operations
 from hookstream.api.problems import NotFound, json_response
 from hookstream.api.redrive import task_key
@@ -20,9 +21,10 @@ async def get_task(request: web.Request) -> web.Response:
     """A task's state (running, done, failed, interrupted) and counts."""
     task_id = request.match_info["task_id"]
     raw: dict[Any, Any] = await request.app[REDIS].hgetall(task_key(request.app[SETTINGS], task_id))
-    if not raw:
-        raise NotFound(f"no task {task_id}")
     fields = {k.decode(): v.decode() for k, v in raw.items()}
+    bound = principal(request).tenant
+    if not fields or (bound is not None and fields.get("tenant") != bound):
+        raise NotFound(f"no task {task_id}")
     body: dict[str, Any] = {"id": task_id, "state": fields["state"]}
     body["redriven"] = int(fields.get("redriven", "0"))
     for name in ("started_at", "finished_at"):
