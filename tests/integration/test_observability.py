@@ -343,10 +343,14 @@ async def test_dashboard_renders_live_data_and_redrives_a_dead_letter(
                     ARTIFACTS.mkdir(exist_ok=True)
                     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
                     await redrive.click()
-                    await expect(page.locator("#status")).to_contain_text(
+                    # The action's outcome has its own line: the 2 s refresh must not hide it.
+                    await expect(page.locator("#action")).to_have_text(
                         f"redriven {message_id}", timeout=10_000
                     )
                     await enable.click()
+                    await expect(page.locator("#action")).to_have_text(
+                        f"enabled {removed.id}", timeout=10_000
+                    )
                 finally:
                     await browser.close()
             # The redrive reached the receiver: same webhook-id, accepted this time.
