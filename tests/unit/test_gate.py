@@ -25,7 +25,7 @@ def gate(**fields: object) -> EndpointGate:
 
 def run(g: EndpointGate, result: AttemptResult, now: float) -> None:
     assert g.admit(now).park_s is None
-    g.started()
+    g.started(now)
     g.finished(result, now)
 
 
@@ -47,7 +47,7 @@ def test_the_probe_is_flagged_and_its_success_closes_the_circuit() -> None:
     assert probe.probe
     assert probe.park_s is None
     assert g.admit(10.0).park_s is not None  # others wait for the probe
-    g.started()
+    g.started(10.0)
     g.finished(OK, 10.1)
     assert g.admit(10.2).park_s is None
 
@@ -120,3 +120,44 @@ def test_snapshot_shows_state_circuit_and_limits() -> None:
     assert snap["rate_limit"] == 5.0
     assert snap["failing_since"] == "1970-01-01T00:00:00.000Z"
     assert snap["window"]["failures"] == 2
+
+
+def test_an_endpoint_that_has_not_answered_yet_is_not_assumed_fast() -> None:
+    g = gate()
+    for _ in range(2):  # the cap: both start at 0 and hang
+        assert g.admit(0.0).park_s is None
+        g.started(0.0)
+    # At 0.1 s the default latency guess (100 ms) lets a queue of 20 in...
+    early = gate()
+    for _ in range(2):
+        early.admit(0.0)
+        early.started(0.0)
+    admitted_early = 0
+    while early.admit(0.1).park_s is None:
+        admitted_early += 1
+    assert admitted_early == 20
+    # ...but 2 s after the oldest request started without an answer, a request
+    # takes at least 2 s: only what the cap starts within the 1 s hold waits.
+    admitted = 0
+    while (a := g.admit(2.0)).park_s is None:
+        admitted += 1
+    assert admitted == 1
+    assert a.reason == "concurrency limit"
+    assert a.park_s == pytest.approx(2 * 2.0 / 2)
+
+
+def test_an_answer_retires_the_oldest_start() -> None:
+    g = gate()
+    for t in (0.0, 5.0):
+        g.admit(t)
+        g.started(t)
+    g.finished(OK, 5.1)  # whichever answered, the age bound moves to the newer start
+    while g.in_flight < g.concurrency.cap:
+        g.admit(6.0)
+        g.started(6.0)
+    # At 7.0 the bound is 2 s (from 5.0), not 7 s (from 0.0): a queue of cap ÷ 2
+    # fits in the 1 s hold, where a 7 s bound would let none wait.
+    admitted = 0
+    while g.admit(7.0).park_s is None:
+        admitted += 1
+    assert admitted == g.concurrency.cap // 2 >= 1

@@ -199,7 +199,7 @@ class HealthBook:
     async def take_slot(self, gate: EndpointGate) -> None:
         """Wait, in arrival order, until the endpoint's cap lets one more delivery start."""
         if gate.can_start() and gate.endpoint_id not in self._waiters:
-            gate.started()
+            gate.started(self._clock())
             return
         while True:
             waiters = self._waiters.setdefault(gate.endpoint_id, deque())
@@ -214,7 +214,7 @@ class HealthBook:
                 raise
             if gate.can_start():
                 break
-        gate.started()
+        gate.started(self._clock())
 
     def settle(self, gate: EndpointGate, result: AttemptResult) -> None:
         """Count a sent delivery's outcome and hand its slot on."""

@@ -7,7 +7,9 @@ endpoint last succeeded (for auto-disable).
 
 Admission estimates how long a new delivery would wait before it can start:
 until the circuit lets it through, until its rate slot, and until a
-concurrency slot frees (the queue ahead of it × latency ÷ cap). Up to
+concurrency slot frees (the queue ahead of it × latency ÷ cap). Latency is
+the endpoint's baseline, but never less than the age of its oldest request
+still in flight: an endpoint that has not answered yet is not assumed fast. Up to
 `hold_max_s` it waits in memory; beyond that it is parked in a retry tier, due
 when its turn is expected, so a saturated endpoint never holds more of the
 in-flight window than it can start within `hold_max_s`.
@@ -15,6 +17,7 @@ in-flight window than it can start within `hold_max_s`.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +77,9 @@ class EndpointGate:
         self._rate_value: float | None = None
         self.configure(rate_limit, max_concurrency)
         self.in_flight = 0
+        # Start times of the newest `in_flight` starts: its head is no older than
+        # the oldest request really in flight, so its age is a safe lower bound.
+        self._starts: deque[float] = deque()
         self.waiting = 0  # admitted, holding the window, not started yet
         self.last_success_at: float | None = None
         self.failing_since = failing_since  # first failure since the last success
@@ -103,7 +109,7 @@ class EndpointGate:
         if self.rate is not None and not reserved:
             rate_wait = self.rate.reserve(now)
             reserved = True
-        wait = max(rate_wait, self._queue_wait())
+        wait = max(rate_wait, self._queue_wait(now))
         if wait > self.settings.hold_max_s:
             if probe:
                 self.circuit.abandon()
@@ -113,22 +119,25 @@ class EndpointGate:
         self.waiting += 1
         return Admission(wait_s=rate_wait, reserved=reserved, probe=probe)
 
-    def _queue_wait(self) -> float:
+    def _queue_wait(self, now: float) -> float:
         cap = self.concurrency.cap
         ahead = self.in_flight + self.waiting + 1 - cap
         if ahead <= 0:
             return 0.0
         latency_s = (self.window.baseline_ms or DEFAULT_LATENCY_S * 1000) / 1000
+        if self._starts:
+            latency_s = max(latency_s, now - self._starts[0])
         return ahead * latency_s / cap
 
     def can_start(self) -> bool:
         """A concurrency slot is free."""
         return self.in_flight < self.concurrency.cap
 
-    def started(self) -> None:
-        """An admitted delivery took its concurrency slot."""
+    def started(self, now: float) -> None:
+        """An admitted delivery took its concurrency slot at `now`."""
         self.waiting -= 1
         self.in_flight += 1
+        self._starts.append(now)
 
     def withdrawn(self, probe: bool) -> None:
         """An admitted delivery will not be sent after all (endpoint gone or disabled)."""
@@ -142,6 +151,8 @@ class EndpointGate:
         """Count a sent delivery's outcome; frees its concurrency slot."""
         saturated = self.in_flight >= self.concurrency.cap
         self.in_flight -= 1
+        if self._starts:
+            self._starts.popleft()
         timeout = result.error_class == "timeout"
         self.window.record(now, ok=result.ok, latency_ms=result.duration_ms, timeout=timeout)
         if result.ok:
