@@ -8,15 +8,21 @@ with their original webhook-ids.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
 
+from hookstream.api.redrive import RedriveTasks
 from hookstream.config import Settings
+from hookstream.consumers.dlq import DeadLetterFilter
 from hookstream.consumers.worker import Worker
 from hookstream.engine.delivery import message_id_for
 from hookstream.engine.endpoint import Endpoint
+from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
 from tests.conftest import ADMIN_KEY, EndpointFactory, RunningSink, SinkFactory, eventually
 
@@ -172,3 +178,34 @@ async def test_recover_resends_an_endpoints_failures_of_a_window(
         "/v1/endpoints/ep_nope/recover", json={"since": "2000-01-01T00:00:00Z"}, headers=AUTH
     )
     assert unknown.status == 404
+
+
+def _open_dlq_readers() -> list[AIOKafkaConsumer]:
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, AIOKafkaConsumer)
+        and o._closed is False
+        and o._client._client_id.endswith("-dlq-reader")
+    ]
+
+
+async def test_a_redrive_cancelled_at_any_moment_leaves_no_reader_open(settings: Settings) -> None:
+    """The API's shutdown cancels running redrives: wherever one was (starting its
+    DLQ reader, scanning, writing), its reader is closed, not left to the GC."""
+    redis = Redis.from_url(settings.redis_url)
+    producer = AIOKafkaProducer(**producer_options(settings, client_id="test-redrive"))
+    await producer.start()
+    try:
+        gc.collect()
+        before = len(_open_dlq_readers())
+        for step in range(40):
+            tasks = RedriveTasks(settings, redis, producer)
+            await tasks.start_redrive(DeadLetterFilter())
+            await asyncio.sleep(step * 0.002)  # 0-78 ms: before, inside and after start()
+            await tasks.stop()
+        gc.collect()
+        assert len(_open_dlq_readers()) == before
+    finally:
+        await producer.stop()
+        await redis.aclose()

@@ -161,3 +161,16 @@ def test_an_answer_retires_the_oldest_start() -> None:
     while g.admit(7.0).park_s is None:
         admitted += 1
     assert admitted == g.concurrency.cap // 2 >= 1
+
+
+def test_deliveries_late_for_their_slots_are_spaced_not_bunched() -> None:
+    g = gate(rate_limit=10.0)
+    # Ten slots reserved 0.1 s apart (burst 1)...
+    waits = [g.admit(0.0).wait_s for _ in range(10)]
+    assert waits == pytest.approx([0.1 * i for i in range(10)])
+    # ...but the first five reach their start together at 0.5 s (a stalled loop,
+    # a tier that woke late): they start 0.1 s apart, not at once.
+    paces = [g.pace(0.5) for _ in range(5)]
+    assert paces == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    # Without a rate limit nothing waits.
+    assert gate().pace(0.5) == 0.0

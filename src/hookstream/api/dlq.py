@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
@@ -42,13 +43,14 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     reader = DeadLetterReader(request.app[SETTINGS])
     data: list[dict[str, Any]] = []
     next_link = None
-    async for letter in reader.scan(where, resume):
-        data.append(letter.to_dict())
-        if len(data) == limit:
-            query = {k: v for k, v in request.query.items() if k != "after"}
-            query["after"] = f"{letter.partition}:{letter.offset + 1}"
-            next_link = str(request.rel_url.with_query(query))
-            break
+    async with aclosing(reader.scan(where, resume)) as letters:  # closes the consumer on break
+        async for letter in letters:
+            data.append(letter.to_dict())
+            if len(data) == limit:
+                query = {k: v for k, v in request.query.items() if k != "after"}
+                query["after"] = f"{letter.partition}:{letter.offset + 1}"
+                next_link = str(request.rel_url.with_query(query))
+                break
     return json_response({"data": data, "next": next_link})
 
 
@@ -58,8 +60,10 @@ async def redrive_one(request: web.Request) -> web.Response:
     message_id = request.match_info["message_id"]
     reader = DeadLetterReader(request.app[SETTINGS])
     latest = None
-    async for letter in reader.scan(_own(request, DeadLetterFilter(message_id=message_id))):
-        latest = letter
+    where = _own(request, DeadLetterFilter(message_id=message_id))
+    async with aclosing(reader.scan(where)) as letters:
+        async for letter in letters:
+            latest = letter
     if latest is None:
         raise NotFound(f"no dead letter for message {message_id}")
     await redrive(request.app[PRODUCER], TopicNames(request.app[SETTINGS]).deliveries, latest)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
+from contextlib import aclosing
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -60,11 +61,13 @@ class RedriveTasks:
         deliveries = TopicNames(self._settings).deliveries
         redriven = 0
         try:
-            async for letter in reader.scan(where):
-                await redrive(self._producer, deliveries, letter)
-                redriven += 1
-                if redriven % 100 == 0:
-                    await self._save(task_id, redriven=redriven)
+            # Closed on cancel too: the scan's consumer stops with the task.
+            async with aclosing(reader.scan(where)) as letters:
+                async for letter in letters:
+                    await redrive(self._producer, deliveries, letter)
+                    redriven += 1
+                    if redriven % 100 == 0:
+                        await self._save(task_id, redriven=redriven)
         except asyncio.CancelledError:
             await self._save(task_id, state="interrupted", redriven=redriven)
             raise

@@ -314,6 +314,8 @@ class Dispatcher:
         if admission.wait_s > 0:
             await asyncio.sleep(admission.wait_s)  # its rate-limit slot
         await self._health.take_slot(gate)
+        if (pace_s := gate.pace(self._clock())) > 0:
+            await asyncio.sleep(pace_s)  # late for its slot: no bunching with those on time
         started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
         self._health.settle(gate, result)

@@ -10,7 +10,7 @@ the same message (same webhook-id) goes back to `deliveries` as attempt 1.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -142,14 +142,14 @@ class DeadLetterReader:
 
     async def scan(
         self, where: DeadLetterFilter, resume: tuple[int, int] | None = None
-    ) -> AsyncIterator[DeadLetter]:
+    ) -> AsyncGenerator[DeadLetter, None]:
         """Yield matching dead letters, partition by partition, in offset order."""
         options = consumer_options(self._settings, client_id="dlq-reader")
         # An empty fetch per partition is how a scan learns the true end: keep it short.
         options["fetch_max_wait_ms"] = min(options["fetch_max_wait_ms"], 10)
         consumer = AIOKafkaConsumer(**options, group_id=None)
-        await consumer.start()
         try:
+            await consumer.start()
             await consumer.topics()  # loads the metadata that names the partitions
             partitions = sorted(consumer.partitions_for_topic(self._topic) or ())
             if resume is not None:

@@ -74,6 +74,7 @@ class EndpointGate:
             limit=float(min(settings.initial_concurrency, cap)), maximum=cap
         )
         self.rate: RateLimit | None = None
+        self._pacer: RateLimit | None = None
         self._rate_value: float | None = None
         self.configure(rate_limit, max_concurrency)
         self.in_flight = 0
@@ -91,6 +92,7 @@ class EndpointGate:
             self._rate_value = rate_limit
             burst = max(1, int(rate_limit * 0.05)) if rate_limit else 1
             self.rate = RateLimit(rate_limit, burst) if rate_limit else None
+            self._pacer = RateLimit(rate_limit, burst) if rate_limit else None
         cap = max_concurrency or self.settings.max_concurrency
         if cap != self.concurrency.maximum:
             self.concurrency.maximum = cap
@@ -132,6 +134,15 @@ class EndpointGate:
     def can_start(self) -> bool:
         """A concurrency slot is free."""
         return self.in_flight < self.concurrency.cap
+
+    def pace(self, now: float) -> float:
+        """Seconds the delivery about to start must still wait for the rate limit.
+
+        Slots are reserved at admission, but a delivery can reach its start
+        late (a parked one back from its tier, a busy loop) and meet others on
+        time; the limit holds for actual starts too, so late ones are spaced
+        out rather than sent in a bunch. Usually 0."""
+        return self._pacer.reserve(now) if self._pacer is not None else 0.0
 
     def started(self, now: float) -> None:
         """An admitted delivery took its concurrency slot at `now`."""
