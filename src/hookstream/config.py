@@ -336,6 +336,7 @@ class Settings:
             max_concurrency=self.endpoint_max_concurrency,
             window_s=self.health_window_s,
             auto_disable_after_s=self.auto_disable_after_s,
+            request_timeout_s=self.http_timeout_s,
             circuit=CircuitSettings(
                 consecutive=self.circuit_consecutive_failures,
                 failure_ratio=self.circuit_failure_ratio,

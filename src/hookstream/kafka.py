@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hookstream import __version__
 from hookstream.config import Settings
@@ -31,3 +35,21 @@ def consumer_options(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
+
+
+async def start_whole(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Start an aiokafka client; a cancel waits for the start to finish, then goes on.
+
+    aiokafka's bootstrap opens a connection it closes only when the bootstrap
+    completes: cut short by a cancel, that connection is left open and the
+    client's stop() does not know of it. Clients started for one request or
+    one background task (DLQ scans, filter dry runs) can be cancelled at any
+    moment, so they start through here and stop in a `finally`.
+    """
+    starting = asyncio.ensure_future(client.start())
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await starting
+        raise

@@ -174,3 +174,13 @@ def test_deliveries_late_for_their_slots_are_spaced_not_bunched() -> None:
     assert paces == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     # Without a rate limit nothing waits.
     assert gate().pace(0.5) == 0.0
+
+
+def test_the_in_flight_age_bound_stops_at_the_request_timeout() -> None:
+    g = gate()
+    for _ in range(2):
+        g.admit(0.0)
+        g.started(0.0)
+    # No attempt outlives the 10 s timeout, so an hour-old start (a count that
+    # never settled) estimates 10 s, not an hour: queue ahead 1 × 10 s ÷ cap 2.
+    assert g.admit(3600.0).park_s == pytest.approx(5.0)

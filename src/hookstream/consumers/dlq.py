@@ -21,7 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from hookstream.config import Settings
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.errors import InvalidInput
-from hookstream.kafka import consumer_options
+from hookstream.kafka import consumer_options, start_whole
 from hookstream.producers.durable import until_written
 from hookstream.topics import TopicNames
 
@@ -149,7 +149,7 @@ class DeadLetterReader:
         options["fetch_max_wait_ms"] = min(options["fetch_max_wait_ms"], 10)
         consumer = AIOKafkaConsumer(**options, group_id=None)
         try:
-            await consumer.start()
+            await start_whole(consumer)
             await consumer.topics()  # loads the metadata that names the partitions
             partitions = sorted(consumer.partitions_for_topic(self._topic) or ())
             if resume is not None:

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hookstream.config import Settings
 from hookstream.engine.event import Event, decode_event
 from hookstream.errors import InvalidInput
-from hookstream.kafka import consumer_options
+from hookstream.kafka import consumer_options, start_whole
 from hookstream.topics import TopicNames
 
 READ_TIMEOUT_S = 20.0
@@ -27,8 +27,8 @@ async def recent_events(settings: Settings, last: int) -> list[Event]:
     consumer = AIOKafkaConsumer(
         **consumer_options(settings, client_id="recent-events"), group_id=None
     )
-    await consumer.start()
     try:
+        await start_whole(consumer)
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             await consumer.force_metadata_update()

@@ -39,6 +39,7 @@ class GateSettings:
     max_concurrency: int = 64
     window_s: float = 300.0
     auto_disable_after_s: float = 5 * 24 * 3600.0
+    request_timeout_s: float = 10.0  # no attempt lasts longer: caps the in-flight age bound
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
 
@@ -128,7 +129,8 @@ class EndpointGate:
             return 0.0
         latency_s = (self.window.baseline_ms or DEFAULT_LATENCY_S * 1000) / 1000
         if self._starts:
-            latency_s = max(latency_s, now - self._starts[0])
+            age_s = min(now - self._starts[0], self.settings.request_timeout_s)
+            latency_s = max(latency_s, age_s)
         return ahead * latency_s / cap
 
     def can_start(self) -> bool:
