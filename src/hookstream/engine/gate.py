@@ -9,10 +9,10 @@ Admission estimates how long a new delivery would wait before it can start:
 until the circuit lets it through, until its rate slot, and until a
 concurrency slot frees (the queue ahead of it × latency ÷ cap). Latency is
 the endpoint's baseline, but never less than the age of its oldest request
-still in flight: an endpoint that has not answered yet is not assumed fast. Up to
-`hold_max_s` it waits in memory; beyond that it is parked in a retry tier, due
-when its turn is expected, so a saturated endpoint never holds more of the
-in-flight window than it can start within `hold_max_s`.
+still in flight: an endpoint that has not answered yet is not assumed fast.
+Up to `hold_max_s` it waits in memory; beyond that it is parked in a retry
+tier, due when its turn is expected, so a saturated endpoint never holds more
+of the in-flight window than it can start within `hold_max_s`.
 """
 
 from __future__ import annotations
