@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from hookstream.config import Settings
-from hookstream.consumers.http import build_session
+from hookstream.egress import build_session
+from hookstream.egress.sender import DRAIN_LIMIT_BYTES, HttpSender
 from hookstream.engine.destinations import DEV_EGRESS
-from hookstream.engine.sender import DRAIN_LIMIT_BYTES, HttpSender, OutgoingRequest
+from hookstream.engine.outcome import OutgoingRequest
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from hookstream import __version__
 from hookstream.config import Settings
-from hookstream.consumers.http import build_session
+from hookstream.egress import build_session
+from hookstream.egress.sender import HttpSender
 from hookstream.embedded import free_port
 from hookstream.engine.destinations import DEV_EGRESS, STRICT_EGRESS
-from hookstream.engine.sender import HttpSender, OutgoingRequest
+from hookstream.engine.outcome import OutgoingRequest
 from tests.conftest import Serve
 
 pytestmark = pytest.mark.integration

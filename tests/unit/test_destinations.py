@@ -7,12 +7,12 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from hookstream.egress import GuardedResolver
+from hookstream.engine.addresses import is_public_address
 from hookstream.engine.destinations import (
     DEV_EGRESS,
     STRICT_EGRESS,
-    GuardedResolver,
     check_url,
-    is_public_address,
     numeric_host,
 )
 from hookstream.errors import DestinationForbidden, InvalidInput

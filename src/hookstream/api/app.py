@@ -56,9 +56,8 @@ from hookstream.api.state import (
 )
 from hookstream.config import Settings
 from hookstream.consumers.catalog import Catalog
-from hookstream.consumers.http import build_session
 from hookstream.consumers.registry import EndpointRegistry
-from hookstream.engine.sender import HttpSender
+from hookstream.egress import build_sender
 from hookstream.errors import ConfigError
 from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
@@ -141,13 +140,7 @@ def _clients(
         app[PRODUCER] = AIOKafkaProducer(**producer_options(settings, client_id="api"))
         await app[PRODUCER].start()
         app[TASKS] = RedriveTasks(settings, app[REDIS], app[PRODUCER])
-        session = build_session(settings, resolver=app[RESOLVER])
-        app[SENDER] = HttpSender(
-            session,
-            timeout_s=settings.http_timeout_s,
-            excerpt_bytes=settings.response_excerpt_bytes,
-            policy=settings.egress,
-        )
+        app[SENDER], session = build_sender(settings, resolver=app[RESOLVER])
         yield
         await session.close()
         await app[TASKS].stop()

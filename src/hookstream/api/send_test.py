@@ -13,14 +13,14 @@ import secrets
 import orjson
 from aiohttp import web
 
-from hookstream import __version__
 from hookstream.api import schemas
 from hookstream.api.endpoints import ENDPOINT_ID, find_endpoint
 from hookstream.api.operations import Operations
 from hookstream.api.problems import json_response
 from hookstream.api.state import SENDER
+from hookstream.egress import USER_AGENT
 from hookstream.engine.clock import rfc3339, system_clock
-from hookstream.engine.sender import OutgoingRequest
+from hookstream.engine.outcome import OutgoingRequest
 from hookstream.engine.signing import secret_key, signed_headers
 
 routes = Operations("endpoints")
@@ -44,7 +44,7 @@ async def test_endpoint(request: web.Request) -> web.Response:
     )
     keys = [secret_key(s) for s in endpoint.signing_secrets(now)]
     headers = signed_headers(
-        keys, message_id, int(now), body, endpoint.headers, user_agent=f"hookstream/{__version__}"
+        keys, message_id, int(now), body, endpoint.headers, user_agent=USER_AGENT
     )
     result = await request.app[SENDER].send(OutgoingRequest(endpoint.url, headers, body))
     return json_response(

@@ -12,7 +12,7 @@ from hookstream.api.redrive import RedriveTasks
 from hookstream.config import Settings
 from hookstream.consumers.catalog import Catalog
 from hookstream.consumers.registry import EndpointRegistry
-from hookstream.engine.sender import HttpSender
+from hookstream.egress import HttpSender
 from hookstream.producers import EventPublisher
 
 SETTINGS = web.AppKey("settings", Settings)

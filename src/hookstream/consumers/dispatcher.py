@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -29,17 +29,16 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from hookstream import __version__
 from hookstream.config import Settings
 from hookstream.consumers.attempts import AttemptLog, attempt_entry
 from hookstream.consumers.health import HealthBook
 from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.registry import EndpointRegistry
+from hookstream.egress import USER_AGENT
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
-from hookstream.engine.outcome import AttemptResult, Verdict, judge
-from hookstream.engine.sender import OutgoingRequest
+from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict, judge
 from hookstream.engine.signing import secret_key, signed_headers
 from hookstream.errors import InvalidInput
 from hookstream.kafka import consumer_options
@@ -47,21 +46,12 @@ from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"hookstream/{__version__}"
 # One line per attempt: successes only when debugging, failures always.
 _OUTCOME_LEVEL = {
     Verdict.DELIVERED: logging.DEBUG,
     Verdict.RETRY: logging.INFO,
     Verdict.DEAD: logging.WARNING,
 }
-
-
-class Sender(Protocol):
-    """The HTTP seam (engine.sender.HttpSender, or a fake in unit tests)."""
-
-    def send(self, request: OutgoingRequest) -> Awaitable[AttemptResult]:
-        """Attempt one delivery."""
-        ...
 
 
 class FailureHandler(Protocol):

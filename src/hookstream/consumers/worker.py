@@ -24,7 +24,6 @@ from hookstream.consumers.dispatcher import Dispatcher
 from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.health import HealthBook
 from hookstream.consumers.health_metrics import HealthCollector
-from hookstream.consumers.http import build_session
 from hookstream.consumers.lag import LagMonitor
 from hookstream.consumers.metrics import RollupFlusher, WorkerMetrics
 from hookstream.consumers.ops import OpsEvents
@@ -32,7 +31,7 @@ from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
 from hookstream.consumers.worker_http import serve
-from hookstream.engine.sender import HttpSender
+from hookstream.egress import build_sender
 from hookstream.kafka import producer_options
 from hookstream.topics import TopicNames
 
@@ -68,13 +67,7 @@ class Worker:
         if self.settings.dev_mode:
             log.warning("dev mode: loopback and private destinations are allowed")
         await self.registry.start()
-        self._session = build_session(self.settings)
-        sender = HttpSender(
-            self._session,
-            timeout_s=self.settings.http_timeout_s,
-            excerpt_bytes=self.settings.response_excerpt_bytes,
-            policy=self.settings.egress,
-        )
+        sender, self._session = build_sender(self.settings)
         names = TopicNames(self.settings)
         self._producer = AIOKafkaProducer(**producer_options(self.settings, client_id="worker"))
         await self._producer.start()

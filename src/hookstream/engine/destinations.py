@@ -1,33 +1,43 @@
-"""Which URLs and addresses hookstream may call.
+"""Which URLs hookstream may call, decided on the host the HTTP client will connect to.
 
-A webhook sender is an SSRF machine unless careful: outside dev mode, only
-https URLs to public addresses are accepted (an `EgressPolicy` may allow plain
-http and name CIDRs that are allowed anyway), and the check is repeated on every
-connection by `GuardedResolver`, which refuses any resolved address the policy
-does not permit and hands aiohttp only checked addresses (no second lookup).
+A webhook sender is an SSRF machine unless careful. The check and the client
+must agree on the host, so there is one canonical form: the URL as yarl (the
+client's own parser) normalises it, UTS #46 mapping included, whose ASCII
+`raw_host` is what aiohttp connects to. `destination()` computes it and judges
+that host; registration, PATCH and every attempt call it, and the sender
+connects with the very URL object it returns. A host that does not
+canonicalise to a valid DNS name or IP address is refused.
+
+Outside dev mode only https URLs to public addresses are accepted (an
+`EgressPolicy` may allow plain http and name CIDRs that are allowed anyway);
+names are resolved and checked again on every connection by the guarded
+resolver (`hookstream.egress`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
+import unicodedata
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from functools import lru_cache
+from typing import NoReturn
 
-from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
-from hookstream.errors import DestinationForbidden, FieldProblem, InvalidInput
+from hookstream.engine.addresses import (
+    IPNetwork,
+    blocked_because,
+    ends_in_number,
+    is_public_address,
+    legacy_ipv4,
+)
+from hookstream.errors import FieldProblem, InvalidInput
 
 MAX_URL_LENGTH = 2048
-# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's
-# well-known prefix (RFC 6052) and the deprecated IPv4-compatible form.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_HOST_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,33 +81,13 @@ DEV_EGRESS = EgressPolicy(allow_private=True)
 STRICT_EGRESS = EgressPolicy()
 
 
-def is_public_address(address: str) -> bool:
-    """True when `address` is a globally routable unicast IP.
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """An endpoint URL in the one form both the check and the HTTP client use."""
 
-    IPv6 forms that embed an IPv4 address (IPv4-mapped, IPv4-compatible,
-    NAT64, 6to4) are judged by the IPv4 address they lead to.
-    """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _NAT64_LOCAL:
-            return False
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            return is_public_address(str(embedded))
-    return ip.is_global and not ip.is_multicast
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+    url: URL  # what the sender passes to aiohttp, unparsed again
+    host: str  # the ASCII host it connects to (IPv6 without brackets)
+    address: str | None  # the IP the host means when it is numeric, canonical
 
 
 def numeric_host(host: str) -> str | None:
@@ -107,86 +97,101 @@ def numeric_host(host: str) -> str | None:
     (2130706433, 0x7f000001, 0177.0.0.1, 127.1) and a trailing dot; each is
     read the way the resolver would, so none slips past the check as a "name".
     """
-    host = host.rstrip(".")
+    host = host.removesuffix(".")
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
         pass
-    if host and all(ch in "0123456789abcdefx." for ch in host.lower()):
-        try:
-            return socket.inet_ntoa(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
+    return legacy_ipv4(host)
 
 
 def check_url(url: str, policy: EgressPolicy) -> str:
-    """Validate an endpoint URL; return it unchanged or raise InvalidInput.
-
-    Outside dev the scheme must be https (unless the policy allows http) and a
-    literal IP host must be permitted; names are resolved and checked by the
-    API at registration (`refuse_resolved`) and again at every connection.
-    """
-    problems: list[FieldProblem] = []
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidInput([FieldProblem("url", f"at most {MAX_URL_LENGTH} characters")])
-    if any(ch in url for ch in "\r\n\t\x00 "):
-        raise InvalidInput([FieldProblem("url", "must not contain whitespace or control bytes")])
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise InvalidInput([FieldProblem("url", f"not a valid URL: {exc}")]) from None
-    allowed_schemes = policy.schemes
-    if parts.scheme not in allowed_schemes:
-        problems.append(FieldProblem("url", f"scheme must be {' or '.join(allowed_schemes)}"))
-    if not host:
-        problems.append(FieldProblem("url", "must name a host"))
-    if parts.username is not None or parts.password is not None:
-        problems.append(FieldProblem("url", "must not carry credentials (user:pass@)"))
-    if host and not policy.allow_private:
-        name = host.rstrip(".")
-        numeric = numeric_host(host)
-        if numeric is None and (
-            name == "localhost" or name.endswith((".localhost", ".local", ".internal"))
-        ):
-            problems.append(FieldProblem("url", "must not point at a local or internal name"))
-        elif numeric is not None and not policy.permits(numeric):
-            problems.append(
-                FieldProblem("url", f"must not point at a private or reserved address ({numeric})")
-            )
-    if problems:
-        raise InvalidInput(problems)
+    """Validate an endpoint URL; return it unchanged or raise InvalidInput naming `url`."""
+    destination(url, policy)
     return url
 
 
-class GuardedResolver(AbstractResolver):
-    """Wraps aiohttp's resolver and drops every address the policy does not permit.
+@lru_cache(maxsize=8192)
+def destination(url: str, policy: EgressPolicy) -> Destination:
+    """The canonical destination of `url`, judged by `policy`; InvalidInput if refused.
 
-    Raises DestinationForbidden when nothing public remains, so the attempt fails
-    with a clear error class instead of reaching an internal service.
+    Cached: every attempt calls it, and the answer depends on nothing else.
     """
+    if len(url) > MAX_URL_LENGTH:
+        _refuse(f"at most {MAX_URL_LENGTH} characters")
+    if any(_is_control_or_space(ch) for ch in url):
+        _refuse("must not contain whitespace or control bytes")
+    try:
+        parsed = URL(url)
+        host = parsed.raw_host
+        _ = parsed.port  # a bad port raises here
+    except (ValueError, UnicodeError) as exc:
+        _refuse(f"not a valid URL: {exc}")
+    problems: list[str] = []
+    if parsed.scheme not in policy.schemes:
+        problems.append(f"scheme must be {' or '.join(policy.schemes)}")
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        problems.append("must not carry credentials (user:pass@)")
+    if not host:
+        _refuse(*problems, "must name a host")
+    address, problem = _judge_host(host, policy)
+    if problem:
+        problems.append(problem)
+    if problems:
+        _refuse(*problems)
+    return Destination(url=parsed, host=host, address=address)
 
-    def __init__(self, inner: AbstractResolver, policy: EgressPolicy) -> None:
-        self._inner = inner
-        self._policy = policy
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """Resolve `host` and keep only the addresses policy allows."""
-        results = await self._inner.resolve(host, port, family)
-        if self._policy.allow_private:
-            return results
-        permitted = [r for r in results if self._policy.permits(r["host"])]
-        if not permitted:
-            raise DestinationForbidden(f"{host} resolves only to non-public addresses")
-        return permitted
+def _judge_host(host: str, policy: EgressPolicy) -> tuple[str | None, str | None]:
+    """(the IP a numeric host means, the problem with the host or None)."""
+    if not host.isascii():
+        return None, "the host does not convert to an ASCII name (IDNA)"
+    if ":" in host:  # an IPv6 literal; yarl has checked its syntax
+        literal = str(ipaddress.ip_address(host.split("%", 1)[0]))
+        problem = _address_problem(literal, policy)
+        if problem is None and "%" in host and not policy.allow_private:
+            problem = "must not carry an IPv6 zone id"
+        return literal, problem
+    if "%" in host:
+        return None, "the host must not be percent-encoded"
+    name = host.removesuffix(".")
+    problem = _name_problem(name)
+    if problem:
+        return None, problem
+    if ends_in_number(name):
+        address = legacy_ipv4(name)
+        if address is None:
+            return None, f"{host} ends in a number but is not an IPv4 address"
+        return address, _address_problem(address, policy)
+    if not policy.allow_private and (name == "localhost" or name.endswith(_INTERNAL_SUFFIXES)):
+        return None, "must not point at a local or internal name"
+    return None, None
 
-    async def close(self) -> None:
-        """Close the wrapped resolver."""
-        await self._inner.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+def _name_problem(name: str) -> str | None:
+    if len(name) > MAX_HOST_LENGTH:
+        return f"the host has more than {MAX_HOST_LENGTH} characters"
+    for label in name.split("."):
+        if not label:
+            return "the host has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > MAX_LABEL_LENGTH:
+            return f"a label of the host has more than {MAX_LABEL_LENGTH} characters"
+        if not all(ch in _NAME_CHARS for ch in label):
+            return "the host has characters a DNS name cannot have"
+    return None
+
+
+def _address_problem(address: str, policy: EgressPolicy) -> str | None:
+    if policy.permits(address):
+        return None
+    why = blocked_because(address) or "not permitted"
+    detail = f"{address} is not a public address: {why}"
+    return f"must not point at a private or reserved address ({detail})"
+
+
+def _is_control_or_space(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs")
+
+
+def _refuse(*messages: str) -> NoReturn:
+    raise InvalidInput([FieldProblem("url", message) for message in messages])

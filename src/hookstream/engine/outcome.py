@@ -7,7 +7,9 @@ The only place that maps an attempt's result to a decision (after Outpost's
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class Verdict(enum.Enum):
@@ -35,6 +37,23 @@ class AttemptResult:
     def ok(self) -> bool:
         """True for a 2xx answer."""
         return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """A signed webhook ready to POST."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Sender(Protocol):
+    """The HTTP seam delivery code sees: one attempt in, its result out, nothing raised."""
+
+    async def send(self, request: OutgoingRequest) -> AttemptResult:
+        """Make one attempt."""
+        ...
 
 
 def judge(result: AttemptResult) -> tuple[Verdict, str]:

@@ -1,38 +1,35 @@
 """The HTTP seam: `send(request) -> AttemptResult`, over an injected aiohttp session.
 
-Delivery code does not know more about the destination than this. The session
-(keep-alive, per-host limits, guarded resolver) is built by the caller.
+Delivery code does not know more about the destination than this. Every
+attempt takes the endpoint URL through `engine.destinations.destination`, the
+canonical form the SSRF check judged, and hands aiohttp that URL object, so
+the host checked is the host connected to.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver
 
-from hookstream.engine.destinations import EgressPolicy, numeric_host
-from hookstream.engine.outcome import AttemptResult
+from hookstream import __version__
+from hookstream.config import Settings
+from hookstream.egress.resolver import GuardedResolver
+from hookstream.engine.destinations import EgressPolicy, destination
+from hookstream.engine.outcome import AttemptResult, OutgoingRequest
 from hookstream.errors import (
     DeliveryError,
     DestinationForbidden,
     EndpointConnectionError,
     EndpointTimeout,
     EndpointUnreachable,
+    InvalidInput,
     ResponseTooLarge,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class OutgoingRequest:
-    """A signed webhook ready to POST."""
-
-    url: str
-    headers: Mapping[str, str]
-    body: bytes
+USER_AGENT = f"hookstream/{__version__}"
 
 
 class HttpSender:
@@ -60,10 +57,9 @@ class HttpSender:
         """One attempt; every failure becomes an AttemptResult, nothing raises."""
         started = time.perf_counter()
         try:
-            if not self._policy.allow_private:
-                _refuse_internal_literal(request.url, self._policy)
+            target = _target(request.url, self._policy)
             async with self._session.post(
-                request.url,
+                target,
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
@@ -109,19 +105,13 @@ class HttpSender:
 DRAIN_LIMIT_BYTES = 1024 * 1024
 
 
-@functools.lru_cache(maxsize=4096)
-def _internal_literal(url: str, policy: EgressPolicy) -> str | None:
-    host = urlsplit(url).hostname
-    numeric = numeric_host(host) if host else None
-    return numeric if numeric is not None and not policy.permits(numeric) else None
-
-
-def _refuse_internal_literal(url: str, policy: EgressPolicy) -> None:
-    """aiohttp connects to an IP-literal host without asking the resolver, so
-    GuardedResolver never sees it: check it here, on every attempt."""
-    internal = _internal_literal(url, policy)
-    if internal is not None:
-        raise DestinationForbidden(f"{internal} is not a public address")
+def _target(url: str, policy: EgressPolicy) -> yarl.URL:
+    """The checked URL object to connect to. aiohttp connects to an IP-literal host
+    without asking the resolver, so the literal is judged here, on every attempt."""
+    try:
+        return destination(url, policy).url
+    except InvalidInput as exc:
+        raise DestinationForbidden("; ".join(p.message for p in exc.problems)) from None
 
 
 def _too_large() -> ResponseTooLarge:
@@ -142,3 +132,42 @@ async def _drain(content: aiohttp.StreamReader, already: int) -> bool:
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
+
+
+def build_session(
+    settings: Settings, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """The one session deliveries share; the caller closes it.
+
+    Keep-alive with a per-host connection cap, a DNS cache, the SSRF-guarded
+    resolver (`resolver` replaces the system one under the guard, for tests),
+    no cookie jar (receivers must not set state), and no automatic
+    decompression (only an excerpt of the reply is kept).
+    """
+    connector = aiohttp.TCPConnector(
+        limit=settings.in_flight,
+        limit_per_host=settings.http_connections_per_host,
+        ttl_dns_cache=60,
+        resolver=GuardedResolver(resolver or aiohttp.DefaultResolver(), settings.egress),
+        enable_cleanup_closed=True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def build_sender(
+    settings: Settings, resolver: AbstractResolver | None = None
+) -> tuple[HttpSender, aiohttp.ClientSession]:
+    """The sender the worker and the API use, and its session (the caller closes it)."""
+    session = build_session(settings, resolver)
+    sender = HttpSender(
+        session,
+        timeout_s=settings.http_timeout_s,
+        excerpt_bytes=settings.response_excerpt_bytes,
+        policy=settings.egress,
+    )
+    return sender, session
