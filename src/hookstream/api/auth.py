@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from hookstream.api.problems import Forbidden, Handler, NotFound, Unauthorized
+from hookstream.api.problems import Handler, NotFound, Unauthorized
 from hookstream.api.ratelimit import charge
 from hookstream.api.state import CATALOG
 from hookstream.engine.apikeys import ADMIN, key_id_of
@@ -64,12 +64,6 @@ def require_tenant(request: web.Request, tenant: str, what: str) -> None:
         raise NotFound(f"no {what}")
 
 
-def require_unbound(request: web.Request) -> None:
-    """403 for a key bound to a tenant: the operation spans tenants."""
-    if principal(request).tenant is not None:
-        raise Forbidden("a key bound to a tenant cannot do this")
-
-
 def auth_middleware(admin_key: str) -> Middleware:
     """Middleware refusing requests without a valid key (401), then rate limiting."""
     # Digests are compared, so even the admin key's length takes no part in timing.
@@ -83,7 +77,10 @@ def auth_middleware(admin_key: str) -> Middleware:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send Authorization: Bearer <api key>")
-        who = await _identify(request, token, expected)
+        # Keys are printable ASCII; anything else (raw bytes such as \xff arrive as
+        # surrogates) is simply not a key, and gets the same 401 as a wrong one.
+        valid = token.isascii() and token.isprintable()
+        who = await _identify(request, token, expected) if valid else None
         if who is None:
             raise Unauthorized("the API key is not valid")
         request[PRINCIPAL] = who

@@ -24,6 +24,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from hookstream.api.auth import principal
 from hookstream.api.problems import BadRequest, Forbidden, Unprocessable, json_body
+from hookstream.engine.apikeys import ADMIN
 from hookstream.errors import FieldProblem, InvalidInput
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -159,8 +160,14 @@ def _checked(op: Operation) -> RouteHandler:
     async def handle(request: web.Request) -> web.StreamResponse:
         if op.deprecated is not None:
             request[DEPRECATION] = op.deprecated
-        if op.scope is not None and not principal(request).allows(op.scope):
-            raise Forbidden(f"this key lacks the {op.scope} scope")
+        if op.scope is not None:
+            caller = principal(request)
+            if not caller.allows(op.scope):
+                raise Forbidden(f"this key lacks the {op.scope} scope")
+            if op.scope == ADMIN and caller.tenant is not None:
+                # Admin operations span tenants; a key bound to one never reaches them
+                # (keys stored before binding admin was refused keep only their tenant).
+                raise Forbidden("a key bound to a tenant cannot do this")
         _check_query(op, request)
         if op.validator is not None:
             if op.body_optional and not request.body_exists:

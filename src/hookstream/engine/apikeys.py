@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from hookstream.engine.clock import Clock, rfc3339, system_clock
+from hookstream.errors import FieldProblem, InvalidInput
 
 KEY_PREFIX = "hsk_"
 SCOPES = ("endpoints:read", "endpoints:write", "events:publish", "dlq:manage", "admin")
@@ -115,7 +116,15 @@ def new_api_key(
     tier: str,
     clock: Clock = system_clock,
 ) -> tuple[ApiKey, str]:
-    """A fresh key: the stored record and the key to show once."""
+    """A fresh key: the stored record and the key to show once.
+
+    InvalidInput for `admin` bound to a tenant: admin spans tenants (keys,
+    tenants, event types, stats), so a tenant-bound admin key is a
+    contradiction that would leak.
+    """
+    if ADMIN in scopes and tenant is not None:
+        problem = "admin cannot be bound to a tenant; grant the tenant's scopes instead"
+        raise InvalidInput([FieldProblem("scopes", problem)])
     key_id = KEY_PREFIX + secrets.token_hex(6)
     token = f"{key_id}_{secrets.token_urlsafe(32)}"
     stored = ApiKey(
