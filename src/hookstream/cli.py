@@ -172,10 +172,9 @@ async def _worker(settings: Settings, _: argparse.Namespace) -> int:
 
 async def _api(settings: Settings, _: argparse.Namespace) -> int:
     from hookstream.api import create_app
+    from hookstream.api.serving import serve_api
 
-    runner = web.AppRunner(create_app(settings), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+    runner = await serve_api(create_app(settings), settings.api_host, settings.api_port)
     log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
     try:
         await _until_signalled()

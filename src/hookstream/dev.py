@@ -11,9 +11,8 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
 from hookstream.api import create_app
+from hookstream.api.serving import serve_api
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack
@@ -33,9 +32,7 @@ async def run_dev(settings: Settings, *, stop: Callable[[], Awaitable[None]]) ->
         await ensure_topics(settings)
         worker = Worker(settings)
         await worker.start()
-        runner = web.AppRunner(create_app(settings), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+        runner = await serve_api(create_app(settings), settings.api_host, settings.api_port)
         print(_banner(settings), flush=True)
         try:
             await stop()

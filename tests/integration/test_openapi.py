@@ -12,6 +12,8 @@ covers it).
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ CHECKS = ",".join(
     )
 )
 RUN_TIMEOUT_S = 600
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])  # where tests.integration imports from
 
 
 async def test_schemathesis_finds_no_5xx_and_no_response_off_spec(
@@ -61,6 +64,13 @@ async def test_schemathesis_finds_no_5xx_and_no_response_off_spec(
             '"path.name" = "order.placed"\n'
         )
         st = Path(sys.executable).with_name("st")
+        counts = tmp_path / "hook-counts"
+        env = {
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
+            "HOOKSTREAM_HOOK_COUNTS": str(counts),
+            "PYTHONPATH": PROJECT_ROOT,
+        }
         process = await asyncio.create_subprocess_exec(
             str(st),
             "run",
@@ -89,8 +99,16 @@ async def test_schemathesis_finds_no_5xx_and_no_response_off_spec(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=tmp_path,
+            env=env,
         )
         output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_S)
     text: Any = output.decode(errors="replace")
     assert process.returncode == 0, text[-20_000:]
-    assert "operations" in text.lower()
+    cases = re.search(r"(\d+) generated, (\d+) passed", text)
+    assert cases is not None, text[-3000:]
+    generated, passed = map(int, cases.groups())
+    assert generated >= 1000
+    assert passed == generated
+    sent = counts.read_text().split()
+    assert sent.count("deep") >= 20, sent.count("deep")
+    assert sent.count("non-ascii-header") >= 50, sent.count("non-ascii-header")

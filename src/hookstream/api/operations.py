@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from hookstream.api.auth import principal
 from hookstream.api.problems import BadRequest, Forbidden, Unprocessable, json_body
@@ -30,6 +30,16 @@ from hookstream.errors import FieldProblem, InvalidInput
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Schema = dict[str, Any]
 BODY = web.RequestKey("body", dict)
+
+# The API's own schemas mean a JSON integer by "integer". Standard JSON Schema
+# also counts 1.0, which orjson reads as a float that handlers cannot use as
+# a count or an index; so a float is never an integer here.
+RequestValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
 DEPRECATION = web.RequestKey("deprecation", object)
 
 
@@ -69,7 +79,7 @@ class Operation:
     # The engine's own check of a body (raises InvalidInput), run as well when
     # the schema refuses it, so the 422 lists the engine's findings too.
     deeper: Callable[[web.Request, dict[str, Any]], object] | None = None
-    validator: Draft202012Validator | None = field(default=None, repr=False)
+    validator: Any = field(default=None, repr=False)  # a RequestValidator
 
     @property
     def operation_id(self) -> str:
@@ -130,7 +140,7 @@ class Operations:
         """
 
         def register(handler: RouteHandler) -> RouteHandler:
-            validator = None if body is None else Draft202012Validator(body)
+            validator = None if body is None else RequestValidator(body)
             self.operations.append(
                 Operation(
                     method,
@@ -271,7 +281,7 @@ def _check_query(op: Operation, request: web.Request) -> None:
                 value = int(raw)
             except ValueError:
                 raise BadRequest(f"{param.name} must be a whole number") from None
-        problem = next(Draft202012Validator(param.schema).iter_errors(value), None)
+        problem = next(RequestValidator(param.schema).iter_errors(value), None)
         if problem is not None:
             raise BadRequest(f"{param.name} {_message(problem)}")
 

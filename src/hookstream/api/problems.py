@@ -6,6 +6,7 @@ same way, and an unexpected exception becomes a 500 problem without details.
 
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hookstream.engine import json_input
 from hookstream.errors import FieldProblem, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,13 @@ class Conflict(Problem):
     title = "Conflict"
 
 
+class UnsupportedMediaType(Problem):
+    """A body in an encoding the API does not read."""
+
+    status = 415
+    title = "Unsupported Media Type"
+
+
 class Unprocessable(Problem):
     """The body is JSON but fails validation; `errors` lists each bad field."""
 
@@ -124,14 +133,35 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request's JSON body, or a 400 problem saying why it is not one."""
+    """The request's JSON body, or a problem saying why it is not one.
+
+    400 for what is not JSON, 415 for a charset that cannot be decoded, 422
+    (naming the field) for JSON past the limits every ingest path shares
+    (engine/json_input.py: nesting depth, 64-bit integers).
+    """
     if request.content_type != "application/json":
         raise BadRequest("send a JSON body with Content-Type: application/json")
-    raw = await request.read()
+    raw = _as_utf8(await request.read(), request.charset)
     try:
-        return orjson.loads(raw)
+        return json_input.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def _as_utf8(raw: bytes, charset: str | None) -> bytes:
+    """The body re-encoded as UTF-8 when its Content-Type names another charset."""
+    if charset is None:
+        return raw
+    try:
+        codec = codecs.lookup(charset).name
+    except LookupError:
+        raise UnsupportedMediaType(f"unknown charset {charset[:40]!r}; send UTF-8") from None
+    if codec == "utf-8":
+        return raw
+    try:
+        return raw.decode(codec).encode("utf-8", "surrogatepass")
+    except UnicodeError:
+        raise BadRequest(f"the body is not valid {codec}") from None
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

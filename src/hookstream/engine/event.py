@@ -9,7 +9,9 @@ from typing import Any
 
 import orjson
 
+from hookstream.engine import json_input
 from hookstream.engine.clock import Clock, parse_rfc3339, rfc3339, system_clock
+from hookstream.engine.json_input import value_problems
 from hookstream.errors import FieldProblem, InvalidInput
 
 # Dot-separated words of letters, digits and underscores: invoice.paid, user_v2.created.
@@ -76,10 +78,12 @@ def new_event_id(clock: Clock = system_clock) -> str:
     return f"evt_{int(clock() * 1000):012x}{secrets.token_hex(8)}"
 
 
-def validate_event(raw: Any, *, clock: Clock = system_clock) -> Event:
+def validate_event(raw: Any, *, clock: Clock = system_clock, limits_checked: bool = False) -> Event:
     """Check an envelope and build the Event; generate `id` and `occurred_at` when absent.
 
-    Raises InvalidInput naming every bad field.
+    Raises InvalidInput naming every bad field. `data` must stay within the JSON
+    limits (json_input.py) unless the caller parsed it with `json_input.loads`
+    (`limits_checked`), which has checked them already.
     """
     if not isinstance(raw, dict):
         raise InvalidInput([FieldProblem("$", "an event must be a JSON object")])
@@ -125,6 +129,8 @@ def validate_event(raw: Any, *, clock: Clock = system_clock) -> Event:
     data = raw.get("data")
     if not isinstance(data, dict):
         problems.append(FieldProblem("data", "is required and must be a JSON object"))
+    elif not limits_checked:
+        problems.extend(value_problems(data, "data"))
 
     channels = raw.get("channels", [])
     if (
@@ -158,7 +164,7 @@ def decode_event(value: bytes | None, *, max_bytes: int | None = None) -> Event:
         too_long = f"{len(value)} bytes, over the limit of {max_bytes}"
         raise InvalidInput([FieldProblem("$", too_long)])
     try:
-        raw = orjson.loads(value)
+        raw = json_input.loads(value)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput([FieldProblem("$", f"not valid JSON: {exc}")]) from None
-    return validate_event(raw)
+    return validate_event(raw, limits_checked=True)
