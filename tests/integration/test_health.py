@@ -430,3 +430,53 @@ async def test_metrics_show_health_with_bounded_endpoint_series(
     assert "hookstream_endpoint_series_omitted 2.0" in lines
     assert 'hookstream_endpoints{state="healthy"} 3.0' in lines
     assert 'hookstream_endpoints{state="failing"} 1.0' in lines
+
+
+async def test_a_burst_of_concurrent_failures_opens_the_circuit_once_then_all_recover(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    """Scenario: the receiver fails the first attempt of each of 20 messages, sent at once,
+    and accepts the second. The sends in flight when the circuit opens finish as failures;
+    they must not count as failed probes (each would double the open period, 5 s to 300 s).
+    Every message is delivered a few seconds after its scheduled retry."""
+    retry_s = 2.0
+    cfg = await _scaled(
+        settings,
+        retry_schedule_s=f"{retry_s},{retry_s},{retry_s},{retry_s}",
+        retry_floor_s=retry_s,
+        circuit_open_s=5.0,
+        circuit_open_max_s=300.0,
+    )
+    sink = await sink_factory(script=lambda n: (500, {}) if n == 1 else (204, {}))
+    endpoint = await endpoint_factory(sink.url, "acme", ["order.*"])
+    worker = Worker(cfg)
+    await worker.start()
+    longest_open = 0.0
+    try:
+        ids = await _publish(cfg, _orders(20))
+
+        def all_delivered() -> bool:
+            nonlocal longest_open
+            gate = _worker_health(worker).get(endpoint.id)
+            if gate is not None and gate.circuit.opened_at is not None:
+                longest_open = max(longest_open, gate.circuit.open_until - gate.circuit.opened_at)
+            return sink.event_ids() == set(ids)
+
+        await eventually(
+            all_delivered,
+            timeout=90,
+            interval=0.05,
+            message=lambda: f"{len(sink.event_ids())} of 20 delivered; open up to {longest_open}s",
+        )
+    finally:
+        await worker.stop()
+    assert sink.recorder.failed >= 5  # enough concurrent failures to open the circuit
+    assert 0 < longest_open <= 2 * cfg.circuit_open_s
+    first = {r.event_id: r.received_at for r in sink.recorder.received if r.attempt == 1}
+    done = {r.event_id: r.received_at for r in sink.recorder.received if r.status < 300}
+    late = {
+        event_id: round(done[event_id] - first[event_id], 1)
+        for event_id in ids
+        if done[event_id] - first[event_id] > retry_s + 2 * cfg.circuit_open_s + 5
+    }
+    assert not late, f"delivered long after their retry was due: {late}"

@@ -64,7 +64,7 @@ def test_a_successful_probe_closes() -> None:
     cb = breaker(consecutive=1, open_s=5.0)
     cb.record(False, 0.0)
     cb.allow(6.0)
-    cb.record(True, 6.1)
+    cb.record(True, 6.1, probe=True)
     assert state(cb) is CircuitState.CLOSED
     assert cb.allow(6.2) == 0.0
     assert cb.allow(6.2) == 0.0
@@ -74,10 +74,10 @@ def test_a_failed_probe_reopens_for_twice_as_long_up_to_the_maximum() -> None:
     cb = breaker(consecutive=1, open_s=5.0, max_open_s=15.0)
     cb.record(False, 0.0)
     cb.allow(5.0)
-    cb.record(False, 5.0)
+    cb.record(False, 5.0, probe=True)
     assert cb.open_until == pytest.approx(15.0)
     cb.allow(15.0)
-    cb.record(False, 15.0)
+    cb.record(False, 15.0, probe=True)
     assert cb.open_until == pytest.approx(30.0)  # 20 s capped at 15 s
 
 
@@ -87,3 +87,38 @@ def test_an_abandoned_probe_frees_the_slot() -> None:
     assert cb.allow(1.0) == 0.0
     cb.abandon()
     assert cb.allow(1.0) == 0.0
+
+
+def test_sends_in_flight_when_it_opened_do_not_lengthen_the_open_period() -> None:
+    """16 concurrent sends fail in one outage: the circuit opens once, for open_s."""
+    cb = breaker(consecutive=5, open_s=5.0, max_open_s=300.0)
+    for _ in range(16):  # all let through while closed, all answering 500
+        assert cb.allow(0.0) == 0.0
+    for i in range(16):
+        cb.record(False, 0.1 + i * 0.01)
+    assert state(cb) is CircuitState.OPEN
+    assert cb.open_until == pytest.approx(0.14 + 5.0)  # opened by the 5th failure, once
+    assert cb.allow(5.2) == 0.0  # the probe
+    cb.record(True, 5.3, probe=True)
+    assert state(cb) is CircuitState.CLOSED
+
+
+def test_a_late_success_does_not_close_and_a_late_failure_does_not_reopen() -> None:
+    cb = breaker(consecutive=1, open_s=5.0)
+    cb.record(False, 0.0)
+    cb.record(True, 0.5)  # started before it opened
+    assert state(cb) is CircuitState.OPEN
+    assert cb.allow(5.0) == 0.0  # half-open: the probe is out
+    cb.record(False, 5.1)  # another late one, not the probe
+    assert state(cb) is CircuitState.HALF_OPEN
+    assert cb.allow(5.1) > 0  # still waiting for the probe's answer
+    cb.record(False, 5.2, probe=True)
+    assert cb.open_until == pytest.approx(5.2 + 10.0)  # only the probe doubled it
+
+
+@pytest.mark.parametrize("failures", [5, 16, 64, 500])
+def test_however_many_concurrent_failures_the_first_open_period_is_open_s(failures: int) -> None:
+    cb = breaker(consecutive=5, open_s=5.0, max_open_s=300.0)
+    for i in range(failures):
+        cb.record(False, i * 0.001)
+    assert cb.open_until - (cb.opened_at or 0.0) == pytest.approx(5.0)

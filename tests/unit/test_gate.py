@@ -48,8 +48,26 @@ def test_the_probe_is_flagged_and_its_success_closes_the_circuit() -> None:
     assert probe.park_s is None
     assert g.admit(10.0).park_s is not None  # others wait for the probe
     g.started(10.0)
-    g.finished(OK, 10.1)
+    g.finished(OK, 10.1, probe=probe.probe)
     assert g.admit(10.2).park_s is None
+
+
+def test_outcomes_of_sends_started_before_the_circuit_opened_do_not_move_it() -> None:
+    g = gate()
+    burst = [g.admit(0.0) for _ in range(16)]
+    assert not any(a.probe for a in burst)
+    for _ in burst:
+        g.started(0.0)
+    for admission in burst:  # all fail, after the circuit opened on the first few
+        g.finished(FAIL, 0.5, probe=admission.probe)
+    assert g.circuit.open_until - (g.circuit.opened_at or 0.0) == pytest.approx(
+        g.settings.circuit.open_s
+    )
+    probe = g.admit(0.5 + g.settings.circuit.open_s)
+    assert probe.probe
+    g.started(6.0)
+    g.finished(OK, 6.1, probe=True)
+    assert g.admit(6.2).park_s is None
 
 
 def test_rate_limited_deliveries_wait_in_memory_then_park_with_their_slot() -> None:

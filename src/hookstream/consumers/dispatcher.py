@@ -308,7 +308,7 @@ class Dispatcher:
             await asyncio.sleep(pace_s)  # late for its slot: no bunching with those on time
         started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
-        self._health.settle(gate, result)
+        self._health.settle(gate, result, probe=admission.probe)
         verdict, reason = judge(result)
         wait_s = None
         if not result.ok and gate.should_disable(self._clock()):

@@ -216,9 +216,9 @@ class HealthBook:
                 break
         gate.started(self._clock())
 
-    def settle(self, gate: EndpointGate, result: AttemptResult) -> None:
+    def settle(self, gate: EndpointGate, result: AttemptResult, *, probe: bool = False) -> None:
         """Count a sent delivery's outcome and hand its slot on."""
-        gate.finished(result, self._clock())
+        gate.finished(result, self._clock(), probe=probe)
         self._dirty.add(gate.endpoint_id)
         self._wake(gate)
 

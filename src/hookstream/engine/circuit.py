@@ -6,6 +6,11 @@ row, or when at least `min_volume` attempts within `window_s` failed at
 half-open and lets exactly one probe through. A successful probe closes it
 (with fresh counts); a failed one opens it again for twice as long, up to
 `max_open_s`.
+
+Only the probe's own outcome moves an open or half-open circuit. Sends that
+were already in flight when it opened finish afterwards, often as failures
+of the same outage; counting each as a failed probe would double the open
+period once per send (16 concurrent failures: 5 s to 300 s at once).
 """
 
 from __future__ import annotations
@@ -62,9 +67,13 @@ class CircuitBreaker:
         self.probe_in_flight = True
         return 0.0
 
-    def record(self, ok: bool, now: float) -> None:
-        """Count one outcome of a send that `allow` let through."""
+    def record(self, ok: bool, now: float, *, probe: bool = False) -> None:
+        """Count one outcome of a send that `allow` let through; `probe` when it was the
+        half-open circuit's probe. Other outcomes are ignored while the circuit is not
+        closed: they started before it opened and say nothing new."""
         if self.state is not CircuitState.CLOSED:
+            if not probe:
+                return
             self.probe_in_flight = False
             if ok:
                 self._close()

@@ -160,8 +160,9 @@ class EndpointGate:
 
     # -- settle ------------------------------------------------------------
 
-    def finished(self, result: AttemptResult, now: float) -> None:
-        """Count a sent delivery's outcome; frees its concurrency slot."""
+    def finished(self, result: AttemptResult, now: float, *, probe: bool = False) -> None:
+        """Count a sent delivery's outcome (`probe`: it was admitted as the circuit's
+        probe); frees its concurrency slot."""
         saturated = self.in_flight >= self.concurrency.cap
         self.in_flight -= 1
         if self._starts:
@@ -181,7 +182,7 @@ class EndpointGate:
                 self.concurrency.on_overload(now)
         # A 429 or an abort request means the receiver is there and answering.
         alive = result.ok or result.status == 429 or result.abort_requested
-        self.circuit.record(alive, now)
+        self.circuit.record(alive, now, probe=probe)
 
     def should_disable(self, now: float) -> bool:
         """No success for the auto-disable period."""
