@@ -142,3 +142,70 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
         "worst",
     ):
         assert topic in titles, topic
+
+
+# Where each stateful image writes its data, and the setting that moves it:
+# (image prefix, how to read the data path from the service, the image's default).
+DATA_PATHS = {
+    "apache/kafka": lambda svc: env_of(svc).get("KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs"),
+    "redis": lambda svc: _flag(svc, "--dir", "/data"),
+    "prom/prometheus": lambda svc: _flag(svc, "--storage.tsdb.path=", "/prometheus"),
+    "grafana/grafana": lambda svc: env_of(svc).get("GF_PATHS_DATA", "/var/lib/grafana"),
+}
+
+
+def _flag(service: dict[str, Any], flag: str, default: str) -> str:
+    command = [str(part) for part in service.get("command", [])]
+    for i, part in enumerate(command):
+        if flag.endswith("=") and part.startswith(flag):
+            return part[len(flag) :]
+        if part == flag and i + 1 < len(command):
+            return command[i + 1]
+    return default
+
+
+def _named_volume_mounts(service: dict[str, Any]) -> list[str]:
+    named = set(compose().get("volumes", {}))
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, _, target = str(volume).partition(":")
+        if source in named:
+            mounts.append(target.split(":")[0])
+    return mounts
+
+
+def test_every_stateful_service_keeps_its_data_on_a_named_volume() -> None:
+    """Recreating a container must not lose Kafka's log (endpoints, keys, retries, DLQ),
+    Redis' AOF, Prometheus' series or Grafana's state."""
+    checked = []
+    for name, service in compose()["services"].items():
+        image = str(service.get("image", ""))
+        for prefix, data_path in DATA_PATHS.items():
+            if image.startswith(prefix + ":") or image == prefix:
+                path = data_path(service)
+                mounts = _named_volume_mounts(service)
+                assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts), (
+                    f"{name} writes {path}, which is on no named volume ({mounts})"
+                )
+                checked.append(name)
+    assert sorted(checked) == ["grafana", "kafka", "prometheus", "redis"]
+
+
+def test_redis_persists_with_aof() -> None:
+    assert "--appendonly" in compose()["services"]["redis"]["command"]
+
+
+def test_kafka_has_a_listener_published_to_the_host() -> None:
+    kafka = compose()["services"]["kafka"]
+    env = env_of(kafka)
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    external_port = listeners["EXTERNAL"].rsplit(":", 1)[1]
+    assert advertised["EXTERNAL"] == f"localhost:{external_port}"
+    assert f"{external_port}:{external_port}" in kafka["ports"]
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert set(listeners) <= set(protocols)
+    # The services inside compose keep the internal listener.
+    assert advertised["PLAINTEXT"] == env_of(hookstream_services()["api"])["HOOKSTREAM_BOOTSTRAP"]
