@@ -23,8 +23,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src tests bench
 
-test: lint
-	$(BIN)/pytest
+# The dashboard test drives a real browser: Debian's Chromium, installed here when
+# missing, so `make test` needs nothing but Python and apt on a fresh machine.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard test (apt-get)"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+test: lint $(CHROMIUM)
+	HOOKSTREAM_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
 # Measure the engine on this machine; SCENARIO=steady|latency|seed|isolation|backlog|all.
 SCENARIO ?= steady
