@@ -21,6 +21,7 @@ from aiohttp import web
 from hookstream import __version__, logs
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, HookstreamError
+from hookstream.listening import listen
 
 log = logging.getLogger("hookstream")
 
@@ -196,8 +197,7 @@ async def _sink(_: Settings, args: argparse.Namespace) -> int:
     recorder = SinkRecorder(keep=False)
     app = create_sink_app(args.secret, recorder, printer=None if args.quiet else line_printer())
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, args.sink_host, args.sink_port).start()
+    await listen(runner, args.sink_host, args.sink_port)
     mode = "verifying signatures" if args.secret else "NOT verifying signatures"
     print(f"hookstream sink on http://{args.sink_host}:{args.sink_port}/ ({mode})", flush=True)
     try:

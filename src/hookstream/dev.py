@@ -16,13 +16,19 @@ from hookstream.api.serving import serve_api
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack
+from hookstream.listening import refuse_taken_port
 from hookstream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
 
 async def run_dev(settings: Settings, *, stop: Callable[[], Awaitable[None]]) -> None:
-    """Run the dev stack until `stop()` returns, then shut everything down."""
+    """Run the dev stack until `stop()` returns, then shut everything down.
+
+    ConfigError, before anything starts, when the API's port is taken; whatever
+    fails later, every started piece (worker, broker, Valkey) is stopped.
+    """
+    refuse_taken_port(settings.api_host, settings.api_port)
     with EmbeddedStack() as stack:
         settings = stack.settings(settings).replace(
             dev_mode=True,
@@ -31,14 +37,17 @@ async def run_dev(settings: Settings, *, stop: Callable[[], Awaitable[None]]) ->
         )
         await ensure_topics(settings)
         worker = Worker(settings)
-        await worker.start()
-        runner = await serve_api(create_app(settings), settings.api_host, settings.api_port)
-        print(_banner(settings), flush=True)
         try:
-            await stop()
+            await worker.start()
+            app = create_app(settings, shared_metrics=(worker.metrics_registry,))
+            runner = await serve_api(app, settings.api_host, settings.api_port)
+            print(_banner(settings), flush=True)
+            try:
+                await stop()
+            finally:
+                print("stopping...", flush=True)
+                await runner.cleanup()
         finally:
-            print("stopping...", flush=True)
-            await runner.cleanup()
             await worker.stop()
 
 
@@ -51,6 +60,7 @@ hookstream dev is running
   API        {api}
   dashboard  {api}/dashboard (paste the admin key)
   API docs   {api}/docs
+  metrics    {api}/metrics (the API's and the worker's, for Prometheus)
   admin key  {key}
   Kafka      {settings.bootstrap} (embedded, memory only)
   Redis      {settings.redis_url} (embedded Valkey)

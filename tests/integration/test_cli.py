@@ -134,3 +134,41 @@ def test_stack_stop_is_idempotent_and_frees_the_ports() -> None:
     stack.stop()
     assert not port_open(stack.kafka_port)
     assert not port_open(stack.redis_port)
+
+
+def _embedded_server_pids() -> set[int]:
+    """Processes of the embedded broker (tansu) and Valkey on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"tansu" in cmdline or b"valkey-server" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("role", [["dev"], ["api"], ["sink", "--no-verify"]], ids=lambda r: r[0])
+def test_a_taken_port_is_one_line_and_exit_1(role: list[str]) -> None:
+    """Scenario: the port is in use; the command says so in one line, exits 1, and leaves
+    no broker or Valkey running (dev checks before it starts them)."""
+    import socket
+
+    before = _embedded_server_pids()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"HOOKSTREAM_ADMIN_KEY": ADMIN_KEY}
+        done = _hookstream(*role, "--port", str(port), env=env)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"hookstream: error: cannot listen on 127.0.0.1:{port} (Address already in use);"
+        " choose another with --port"
+    ]
+    assert "Traceback" not in done.stdout
+    assert _embedded_server_pids() <= before

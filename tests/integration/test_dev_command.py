@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hookstream.embedded import free_port, port_open
 from tests.conftest import ADMIN_KEY, SinkFactory, eventually
@@ -65,6 +66,23 @@ async def test_dev_runs_the_walk_through_and_stops_cleanly(
         delivered = sink.recorder.received[0]
         assert delivered.verified
         assert delivered.payload()["data"] == {"amount": 42}
+
+        # An SRE pointing Prometheus at the dev API sees the worker's deliveries too.
+        assert "/metrics" in banner
+        async with aiohttp.ClientSession() as http:
+            exposition = await (await http.get(f"{api}/metrics")).text()
+        families = list(text_string_to_metric_families(exposition))
+        names = [family.name for family in families]
+        assert len(names) == len(set(names)), "a metric exposed twice"
+        delivered_total = sum(
+            sample.value
+            for family in families
+            if family.name == "hookstream_deliveries"
+            for sample in family.samples
+            if sample.name == "hookstream_deliveries_total"
+        )
+        assert delivered_total >= 1
+        assert "hookstream_http_requests" in names  # the API's own metrics stay
 
         dev.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(asyncio.to_thread(dev.wait), 60)

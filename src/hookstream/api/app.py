@@ -52,6 +52,7 @@ from hookstream.api.state import (
     RESOLVER,
     SENDER,
     SETTINGS,
+    SHARED_METRICS,
     TASKS,
 )
 from hookstream.config import Settings
@@ -90,10 +91,13 @@ def create_app(
     registry: EndpointRegistry | None = None,
     publisher: EventPublisher | None = None,
     resolver: AbstractResolver | None = None,
+    shared_metrics: tuple[CollectorRegistry, ...] = (),
 ) -> web.Application:
     """Build the API app. Raises ConfigError when no admin key is set.
 
-    `resolver` replaces the system DNS resolver (tests map names to addresses).
+    `resolver` replaces the system DNS resolver (tests map names to addresses);
+    `shared_metrics` are registries of stages in the same process that /metrics
+    serves beside the API's own (`hookstream dev` passes the worker's).
     """
     if not settings.admin_key:
         raise ConfigError(["HOOKSTREAM_ADMIN_KEY is required to run the API"])
@@ -108,6 +112,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[SHARED_METRICS] = shared_metrics
     app[RESOLVER] = resolver or aiohttp.DefaultResolver()
     app[openapi.SPEC] = openapi.encode_spec(operations())
     for group in OPERATIONS:

@@ -23,7 +23,7 @@ from prometheus_client import (
 from redis.exceptions import RedisError
 
 from hookstream.api.problems import Handler, json_response
-from hookstream.api.state import CATALOG, METRICS, REDIS, REGISTRY
+from hookstream.api.state import CATALOG, METRICS, REDIS, REGISTRY, SHARED_METRICS
 
 routes = web.RouteTableDef()
 
@@ -65,8 +65,10 @@ def metrics_middleware(registry: CollectorRegistry) -> Middleware:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition of this API process's registry."""
-    body = generate_latest(request.app[METRICS])
+    """Prometheus exposition of this API process's registry, and of the worker's when
+    they share the process (`hookstream dev`)."""
+    registries = (request.app[METRICS], *request.app[SHARED_METRICS])
+    body = b"".join(generate_latest(registry) for registry in registries)
     return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from hookstream.api.problems import Problem
+from hookstream.listening import listen
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ class ApiRunner(web.AppRunner):
 
 
 async def serve_api(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start `app` on host:port; the caller cleans the returned runner up."""
+    """Start `app` on host:port; the caller cleans the returned runner up.
+
+    ConfigError, one line naming the port, when it is taken."""
     runner = ApiRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await listen(runner, host, port)
     return runner
 
 

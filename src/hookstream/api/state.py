@@ -22,6 +22,8 @@ REDIS = web.AppKey("redis", Redis)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TASKS = web.AppKey("tasks", RedriveTasks)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+# Registries of other stages in this process that /metrics serves too (dev: the worker's).
+SHARED_METRICS = web.AppKey("shared_metrics", tuple)
 CATALOG = web.AppKey("catalog", Catalog)
 SENDER = web.AppKey("sender", HttpSender)  # test sends (POST /v1/endpoints/{id}/test)
 RESOLVER = web.AppKey("resolver", AbstractResolver)  # DNS for the SSRF check at registration

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from hookstream.listening import listen
+
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 
 
@@ -36,6 +38,5 @@ async def serve(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await listen(runner, host, port, option="HOOKSTREAM_WORKER_METRICS_PORT")
     return runner
