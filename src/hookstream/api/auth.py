@@ -26,6 +26,7 @@ from hookstream.engine.apikeys import ADMIN, key_id_of
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/dashboard", "/v1/openapi.json", "/docs"}
 )
+PUBLIC_PREFIX = "/docs/assets/"  # the docs page's own files
 PRINCIPAL = web.RequestKey("principal", object)
 
 
@@ -71,7 +72,7 @@ def auth_middleware(admin_key: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX):
             return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()

@@ -7,8 +7,10 @@ validate the requests (operations.py, schemas.py).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -22,11 +24,13 @@ routes = web.RouteTableDef()
 SPEC = web.AppKey("openapi", bytes)
 PATH_PARAM = re.compile(r"{(\w+)}")
 
+# Swagger UI is served from the swagger-ui-py package's copy of swagger-ui-dist (5.x,
+# which reads OpenAPI 3.1), never a CDN: the page works on an air-gapped install.
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hookstream API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
 </head><body><div id="docs"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script>SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#docs", persistAuthorization: true});
 </script></body></html>
 """
@@ -113,6 +117,27 @@ async def openapi_document(request: web.Request) -> web.Response:
 async def docs_page(request: web.Request) -> web.Response:
     """Interactive API docs over the OpenAPI document."""
     return web.Response(text=DOCS_PAGE, content_type="text/html")
+
+
+DOCS_ASSETS = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
+
+
+@routes.get("/docs/assets/{name}")
+async def docs_asset(request: web.Request) -> web.Response:
+    """One of Swagger UI's files, from the installed package (no key needed)."""
+    name = request.match_info["name"]
+    if name not in DOCS_ASSETS:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=_asset(name),
+        content_type=DOCS_ASSETS[name],
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+@functools.cache
+def _asset(name: str) -> bytes:
+    return (resources.files("swagger_ui") / "static" / name).read_bytes()
 
 
 def encode_spec(operations: Iterable[Operation]) -> bytes:
