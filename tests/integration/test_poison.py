@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hookstream.config import Settings
+from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.worker import Worker
 from hookstream.engine.event import validate_event
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
-from tests.conftest import EndpointFactory, SinkFactory, eventually
+from tests.conftest import EndpointFactory, SinkFactory, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +81,75 @@ async def test_an_event_stamped_in_the_future_is_routed_at_once(
         await eventually(lambda: event.id in sink.event_ids(), timeout=30)
     finally:
         await worker.stop()
+
+
+async def test_a_poison_record_at_the_size_limit_is_kept_as_its_head_and_digest(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    """Scenario: a record just under the client's 4 MiB request limit lands in `events`
+    and in `deliveries`. With reason headers added it no longer fits the DLQ whole;
+    it must not crash-loop the worker: its head, size and digest are kept, and the
+    records behind it are delivered."""
+    names = TopicNames(settings)
+    sink = await sink_factory()
+    endpoint = await endpoint_factory(sink.url, "acme", ["*"])
+    huge = b'{"type": "a.b", "tenant": "acme", "data": {"x": "' + b"y" * (4 * 1024 * 1024 - 400)
+    huge += b'"}}'
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        at_events = await producer.send_and_wait(names.events, huge, key=b"huge-event")
+        at_deliveries = await producer.send_and_wait(
+            names.deliveries, huge, key=endpoint.id.encode()
+        )
+    finally:
+        await producer.stop()
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        async with EventPublisher(settings) as publisher:
+            good = await publisher.publish({"type": "a.b", "tenant": "acme", "data": {}})
+        await eventually(lambda: good in sink.event_ids(), timeout=90)
+        letters = await read_topic(settings, names.dlq, 2)
+    finally:
+        await worker.stop()
+    digest = hashlib.sha256(huge).hexdigest().encode()
+    by_source = {dict(r.headers)["source"]: r for r in letters}
+    assert set(by_source) == {b"events", b"deliveries"}
+    for source, at in ((b"events", at_events), (b"deliveries", at_deliveries)):
+        letter = by_source[source]
+        headers = dict(letter.headers)
+        assert headers["truncated"] == b"1"
+        assert headers["original_bytes"] == b"%d" % len(huge)
+        assert headers["original_sha256"] == digest
+        assert (letter.value or b"") == huge[: len(letter.value or b"")]
+        assert 0 < len(letter.value or b"") < 64 * 1024
+        assert headers["partition"] == b"%d" % at.partition
+        assert headers["offset"] == b"%d" % at.offset
+        assert headers["reason"]
+    assert b"over the limit" in dict(by_source[b"events"].headers)["reason"]
+
+
+async def test_a_letter_the_client_refuses_as_too_large_is_cut_to_fit(settings: Settings) -> None:
+    """The broker (or client) limit may be lower than hookstream's own: a refusal for size
+    stores the head and digest instead of failing the write forever."""
+    names = TopicNames(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, max_request_size=64 * 1024)
+    await producer.start()
+    try:
+        letters = DeadLetters(producer, names.dlq, max_value_bytes=10 * 1024 * 1024)
+        value = b"z" * (200 * 1024)
+        await letters.write_record(
+            b"k", value, [("h", b"v")], reason="not a valid event", source="events"
+        )
+    finally:
+        await producer.stop()
+    (letter,) = await read_topic(settings, names.dlq, 1)
+    headers = dict(letter.headers)
+    assert headers["truncated"] == b"1"
+    assert headers["original_bytes"] == b"%d" % len(value)
+    assert headers["h"] == b"v"
+    assert headers["reason"] == b"not a valid event"
+    assert letter.value == value[: len(letter.value or b"")]

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from hookstream.config import Settings
+from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.router_app import router_app
@@ -38,6 +39,7 @@ class Router:
         names = TopicNames(settings)
         self.routed = 0
         self.poison = 0
+        self._dead_letters: DeadLetters | None = None
         self.app = router_app(
             names.router_group,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -57,7 +59,6 @@ class Router:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self._events = self.app.topic(names.events, **raw)
         self._deliveries = self.app.topic(names.deliveries, **raw)
-        self._dlq = self.app.topic(names.dlq, **raw)
         self.app.agent(self._events, name="route", concurrency=settings.router_concurrency)(
             self._agent
         )
@@ -65,8 +66,10 @@ class Router:
         self._ops = self.app.topic(names.ops, **raw)
         self.app.agent(self._ops, name="route-ops", concurrency=4)(self._ops_agent)
 
-    async def start(self) -> None:
-        """Join the router group; returns once partitions are assigned."""
+    async def start(self, dead_letters: DeadLetters) -> None:
+        """Join the router group; returns once partitions are assigned. Poison records
+        go through `dead_letters`, the worker's durable DLQ writer."""
+        self._dead_letters = dead_letters
         await self.app.start()
 
     async def stop(self) -> None:
@@ -76,12 +79,23 @@ class Router:
     async def _agent(self, stream: Any) -> None:
         async for record in stream.events():
             message = record.message
-            await self.route(message.key, message.value, message.timestamp)
+            await self.route(
+                message.key,
+                message.value,
+                message.timestamp,
+                position=(message.topic, message.partition, message.offset),
+            )
 
     async def _ops_agent(self, stream: Any) -> None:
         async for record in stream.events():
             message = record.message
-            await self.route(message.key, message.value, message.timestamp, operational=True)
+            await self.route(
+                message.key,
+                message.value,
+                message.timestamp,
+                operational=True,
+                position=(message.topic, message.partition, message.offset),
+            )
 
     async def route(
         self,
@@ -90,16 +104,22 @@ class Router:
         timestamp: float,
         *,
         operational: bool = False,
+        position: tuple[str, int, int] | None = None,
     ) -> None:
         """Route one `events` (or `ops`) record; a poison record goes to the DLQ with its reason."""
         try:
             event = decode_event(value, max_bytes=self._max_event_bytes)
         except InvalidInput as exc:
             self.poison += 1
-            log.error("poison event sent to the dead-letter topic", extra={"reason": str(exc)})
-            source = b"ops" if operational else b"events"
-            headers = [("reason", str(exc).encode()), ("source", source)]
-            await (await self._dlq.send(key=key, value=value, headers=headers))
+            assert self._dead_letters is not None, "start() first"
+            await self._dead_letters.write_record(
+                key,
+                value,
+                [],
+                reason=str(exc),
+                source="ops" if operational else "events",
+                position=position,
+            )
             return
         if self._metrics is not None:
             self._metrics.events.inc()

@@ -71,7 +71,10 @@ class Worker:
         names = TopicNames(self.settings)
         self._producer = AIOKafkaProducer(**producer_options(self.settings, client_id="worker"))
         await self._producer.start()
-        self.dead_letters = DeadLetters(self._producer, names.dlq)
+        # Letters are kept whole up to what a delivery record may be, plus its history.
+        self.dead_letters = DeadLetters(
+            self._producer, names.dlq, max_value_bytes=self.settings.max_event_bytes + 128 * 1024
+        )
         self.ops = OpsEvents(self._producer, names.ops)
         self.retry_tiers = RetryTiers(
             self.settings.retry_policy,
@@ -109,7 +112,9 @@ class Worker:
                 self.readiness,
             )
         await asyncio.gather(
-            self.router.start(), self.dispatcher.start(), self.attempt_index.start()
+            self.router.start(self.dead_letters),
+            self.dispatcher.start(),
+            self.attempt_index.start(),
         )
         log.info("worker started", extra={"topic_prefix": self.settings.topic_prefix})
 
