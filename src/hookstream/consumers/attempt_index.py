@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hookstream.config import Settings
-from hookstream.kafka import consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ class AttemptIndex:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        guard = LogEndGuard("attempt-index")
         while True:
+            await guard.check(consumer)
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
             records: list[dict[str, Any]] = []
             routed: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.engine.clock import Clock, system_clock
-from hookstream.kafka import consumer_options, producer_options
+from hookstream.kafka import LogEndGuard, consumer_options, producer_options
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,9 @@ class CompactedView:
 
     async def _tail(self) -> None:
         assert self._consumer is not None
+        guard = LogEndGuard(self._client_id)
         while True:
+            await guard.check(self._consumer)
             batch = await self._consumer.getmany(self._tp, timeout_ms=1000)
             for record in batch.get(self._tp, ()):
                 if record.key is not None:

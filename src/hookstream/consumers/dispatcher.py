@@ -41,7 +41,7 @@ from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict, judge
 from hookstream.engine.signing import secret_key, signed_headers
 from hookstream.errors import InvalidInput
-from hookstream.kafka import consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,12 @@ class Dispatcher:
     async def _fetch_loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        guard = LogEndGuard("dispatcher")
         while True:
+            for tp in await guard.check(consumer):
+                # Read from the start again: no old offsets to commit, no holes to wait for.
+                self._tracker.forget(tp)
+                self._holes.forget(tp)
             batch = await consumer.getmany(timeout_ms=1000)
             generation = self._generation
             for tp, records in batch.items():
@@ -381,7 +386,10 @@ class Dispatcher:
         offsets = {
             tp: offset
             for tp, offset in self._tracker.committable().items()
-            if isinstance(tp, TopicPartition) and tp in assigned and (only is None or tp in only)
+            if isinstance(tp, TopicPartition)
+            and tp in assigned
+            and (only is None or tp in only)
+            and not _past_end(consumer, tp, offset)
         }
         if not offsets:
             return
@@ -433,6 +441,14 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def _past_end(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+    """An offset above the partition's log end is never committed: the broker lost the
+    log (came back empty), and committing it would make the next owner skip the new
+    records at lower offsets. The fetch loop's LogEndGuard rewinds the partition."""
+    end = consumer.highwater(tp)
+    return end is not None and offset > end
 
 
 def _due_at_ms(headers: Sequence[tuple[str, bytes]]) -> int:

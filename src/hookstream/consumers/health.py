@@ -40,7 +40,7 @@ from hookstream.engine.clock import parse_rfc3339
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.gate import EndpointGate
 from hookstream.engine.outcome import AttemptResult
-from hookstream.kafka import consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,9 @@ class HealthBook:
     async def _tail(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        guard = LogEndGuard("health")
         while True:
+            await guard.check(consumer)
             self._apply(await consumer.getmany(timeout_ms=1000))
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
