@@ -153,3 +153,69 @@ async def test_a_letter_the_client_refuses_as_too_large_is_cut_to_fit(settings: 
     assert headers["h"] == b"v"
     assert headers["reason"] == b"not a valid event"
     assert letter.value == value[: len(letter.value or b"")]
+
+
+async def test_an_event_that_fails_its_type_schema_is_refused_on_every_path(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    """Scenario: `order.paid` has a schema. The API refuses a bad event with 422; one
+    published with EventPublisher or written straight to Kafka is dead-lettered by the
+    router with the field that failed; good events of the type are delivered."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hookstream.api import create_app
+    from tests.conftest import ADMIN_KEY
+
+    names = TopicNames(settings)
+    sink = await sink_factory()
+    await endpoint_factory(sink.url, "acme", ["order.*"])
+    schema = {
+        "type": "object",
+        "required": ["amount"],
+        "properties": {"amount": {"type": "integer", "minimum": 0}},
+    }
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    bad_data = {"amount": -5}
+    async with TestClient(TestServer(create_app(settings))) as client:
+        created = await client.post(
+            "/v1/event-types", json={"name": "order.paid", "schema": schema}, headers=auth
+        )
+        assert created.status == 201
+        refused = await client.post(
+            "/v1/events",
+            json={"type": "order.paid", "tenant": "acme", "data": bad_data},
+            headers=auth,
+        )
+        assert refused.status == 422
+        assert (await refused.json())["errors"][0]["field"] == "data.amount"
+    async with EventPublisher(settings) as publisher:
+        by_library = await publisher.publish(
+            {"type": "order.paid", "tenant": "acme", "data": bad_data}
+        )
+        good = await publisher.publish(
+            {"type": "order.paid", "tenant": "acme", "data": {"amount": 3}}
+        )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await producer.start()
+    try:
+        raw = {"id": "evt_raw_1", "type": "order.paid", "tenant": "acme", "data": {}}
+        await producer.send_and_wait(names.events, orjson.dumps(raw), key=b"raw")
+    finally:
+        await producer.stop()
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        await eventually(lambda: good in sink.event_ids(), timeout=60)
+        dead = await read_topic(settings, names.dlq, 2)
+        await eventually(lambda: worker.router.poison == 2, timeout=30)
+    finally:
+        await worker.stop()
+    assert sink.event_ids() == {good}
+    reasons = {
+        orjson.loads(r.value or b"{}").get("id"): dict(r.headers)["reason"].decode() for r in dead
+    }
+    assert set(reasons) == {by_library, "evt_raw_1"}
+    assert "data.amount" in reasons[by_library]
+    assert "minimum" in reasons[by_library] or "less than" in reasons[by_library]
+    assert "amount" in reasons["evt_raw_1"]  # required
+    assert all("schema of order.paid" in reason for reason in reasons.values())

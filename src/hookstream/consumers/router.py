@@ -2,7 +2,8 @@
 
 It reads like what it does: fetch a batch → wait for the registry to hold
 every endpoint write made before the batch's events → route each event
-(tenant, globs, channels, filter) → produce one delivery record per matching
+(tenant, globs, channels, filter) after checking it against its event type's
+schema (the catalog's, as the API checks it) → produce one delivery record per matching
 endpoint, keyed by endpoint id, with a deterministic message id → once the
 broker has acknowledged every record of the batch, commit the batch's
 offsets. A crash before the commit routes the batch again, with the same
@@ -26,12 +27,13 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hookstream.config import Settings
+from hookstream.consumers.catalog import Catalog
 from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import decode_event
-from hookstream.errors import InvalidInput
+from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.kafka import LogEndGuard, consumer_options
 from hookstream.producers.durable import retriable
 from hookstream.topics import TopicNames
@@ -45,10 +47,15 @@ class Router:
     """Routes events to delivery records in the caller's event loop: `start()` / `stop()`."""
 
     def __init__(
-        self, settings: Settings, registry: EndpointRegistry, metrics: WorkerMetrics | None = None
+        self,
+        settings: Settings,
+        registry: EndpointRegistry,
+        catalog: Catalog,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
+        self._catalog = catalog
         self._metrics = metrics
         self._names = TopicNames(settings)
         self._consumer: AIOKafkaConsumer | None = None
@@ -126,8 +133,10 @@ class Router:
 
     async def _route_batch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         newest = max(r.timestamp for records in batch.values() for r in records)
-        # Every endpoint write acknowledged before the newest event is in the view.
+        # Every endpoint and event-type write acknowledged before the newest event is
+        # in the views.
         await self._registry.barrier(newest / 1000)
+        await self._catalog.barrier(newest / 1000)
         acks: list[Awaitable[RecordMetadata]] = []
         events = 0
         for records in batch.values():
@@ -162,6 +171,9 @@ class Router:
         operational = record.topic == self._names.ops
         try:
             event = decode_event(record.value, max_bytes=self._settings.max_event_bytes)
+            event_type = None if operational else self._catalog.event_types.get(event.type)
+            if event_type is not None and (problems := event_type.data_problems(event.data)):
+                raise InvalidInput([*problems, FieldProblem("type", f"schema of {event.type}")])
         except InvalidInput as exc:
             self.poison += 1
             assert self._dead_letters is not None

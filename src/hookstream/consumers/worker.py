@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from hookstream.config import Settings
 from hookstream.consumers.attempt_index import AttemptIndex
 from hookstream.consumers.attempts import AttemptLog
+from hookstream.consumers.catalog import Catalog
 from hookstream.consumers.dispatcher import Dispatcher
 from hookstream.consumers.dlq import DeadLetters
 from hookstream.consumers.health import HealthBook
@@ -49,7 +50,9 @@ class Worker:
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics = WorkerMetrics(self.metrics_registry)
         self.lag: LagMonitor | None = None
-        self.router = Router(settings, self.registry, self.metrics)
+        # Event types, for the router's schema check on every event (read only).
+        self.catalog = Catalog(settings)
+        self.router = Router(settings, self.registry, self.catalog, self.metrics)
         self._session: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -67,6 +70,7 @@ class Worker:
         if self.settings.dev_mode:
             log.warning("dev mode: loopback and private destinations are allowed")
         await self.registry.start()
+        await self.catalog.start()
         sender, self._session = build_sender(self.settings)
         names = TopicNames(self.settings)
         self._producer = AIOKafkaProducer(**producer_options(self.settings, client_id="worker"))
@@ -144,6 +148,7 @@ class Worker:
             await self._producer.stop()
         if self._session is not None:
             await self._session.close()
+        await self.catalog.stop()
         await self.registry.stop()
         log.info(
             "worker stopped",
@@ -154,6 +159,8 @@ class Worker:
         """Why a stage died, or None while all are healthy."""
         if self.registry.failure is not None:
             return self.registry.failure
+        if self.catalog.failure is not None:
+            return self.catalog.failure
         if self.dispatcher is not None and self.dispatcher.failure is not None:
             return self.dispatcher.failure
         if self.attempt_index is not None and self.attempt_index.failure is not None:
