@@ -63,6 +63,10 @@ class Router:
         self._dead_letters: DeadLetters | None = None
         self._task: asyncio.Task[None] | None = None
         self._batch: asyncio.Task[None] | None = None  # the batch in hand
+        # Acknowledged offsets not yet committed, and the task committing them: the next
+        # batch is fetched while the last one's commit is on its way.
+        self._acked: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
         self.routed = 0
         self.poison = 0
 
@@ -107,6 +111,9 @@ class Router:
         if self._batch is not None and not self._batch.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._batch)
+        if self._committer is not None and not self._committer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._committer)
 
     @property
     def failure(self) -> BaseException | None:
@@ -135,8 +142,9 @@ class Router:
         newest = max(r.timestamp for records in batch.values() for r in records)
         # Every endpoint and event-type write acknowledged before the newest event is
         # in the views.
-        await self._registry.barrier(newest / 1000)
-        await self._catalog.barrier(newest / 1000)
+        await asyncio.gather(
+            self._registry.barrier(newest / 1000), self._catalog.barrier(newest / 1000)
+        )
         acks: list[Awaitable[RecordMetadata]] = []
         events = 0
         for records in batch.values():
@@ -163,7 +171,14 @@ class Router:
             return
         if self._metrics is not None:
             self._metrics.events.inc(events)
-        await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        self._acked.update({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_acked(), name="router-commit")
+
+    async def _commit_acked(self) -> None:
+        while self._acked:
+            offsets, self._acked = self._acked, {}
+            await self._commit(offsets)
 
     async def _route(self, record: Record) -> list[Awaitable[RecordMetadata]] | None:
         """Queue the delivery records of one event and return their acknowledgements;
