@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from hookstream.api import create_app
@@ -81,6 +81,29 @@ async def read_topic(
             await consumer.stop()
         if time.monotonic() > deadline:
             pytest.fail(f"only {len(records)} of {expect} records in {topic}")
+
+
+async def write_raw(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Write (key, value) records to `topic` as a foreign producer would, bypassing checks."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def run_until_poisoned(settings: Settings, good: str, sink: Any, poison: int) -> Worker:
+    """Run a worker until `good` is delivered to `sink` and `poison` records were dead-lettered."""
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        await eventually(lambda: good in sink.event_ids(), timeout=60)
+        await eventually(lambda: worker.router.poison == poison, timeout=30)
+    finally:
+        await worker.stop()
+    return worker
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from hookstream.api import create_app
 from hookstream.api.serving import serve_api
 from hookstream.config import Settings
-from hookstream.consumers.worker import Worker
 from hookstream.egress import GuardedResolver
 from hookstream.embedded import free_port
 from hookstream.engine.destinations import STRICT_EGRESS
@@ -32,7 +30,14 @@ from hookstream.engine.json_input import MAX_DEPTH
 from hookstream.errors import InvalidInput
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, EndpointFactory, SinkFactory, eventually, read_topic
+from tests.conftest import (
+    ADMIN_KEY,
+    EndpointFactory,
+    SinkFactory,
+    read_topic,
+    run_until_poisoned,
+    write_raw,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -299,22 +304,10 @@ async def test_records_past_the_limits_written_to_kafka_are_dead_lettered(
     await endpoint_factory(sink.url, "acme", ["*"])
     wide = b'{"type": "a.b", "tenant": "acme", "data": {"n": 1180591620717411303424}}'
     deep = orjson.dumps(_event({"deep": nested(200)}))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(names.events, wide, key=b"wide")
-        await producer.send_and_wait(names.events, deep, key=b"deep")
-    finally:
-        await producer.stop()
+    await write_raw(settings, names.events, [(b"wide", wide), (b"deep", deep)])
     async with EventPublisher(settings) as publisher:
         good = await publisher.publish(_event({"n": 2**64 - 1}))
-    worker = Worker(settings)
-    await worker.start()
-    try:
-        await eventually(lambda: good in sink.event_ids(), timeout=60)
-        await eventually(lambda: worker.router.poison == 2, timeout=30)
-    finally:
-        await worker.stop()
+    await run_until_poisoned(settings, good, sink, poison=2)
     dead = {r.key: r for r in await read_topic(settings, names.dlq, 2)}
     assert set(dead) == {b"wide", b"deep"}
     assert dead[b"wide"].value == wide  # kept as it was written

@@ -14,7 +14,14 @@ from hookstream.consumers.worker import Worker
 from hookstream.engine.event import validate_event
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
-from tests.conftest import EndpointFactory, SinkFactory, eventually, read_topic
+from tests.conftest import (
+    EndpointFactory,
+    SinkFactory,
+    eventually,
+    read_topic,
+    run_until_poisoned,
+    write_raw,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,23 +32,12 @@ async def test_invalid_events_are_dead_lettered_and_the_rest_delivered(
     names = TopicNames(settings)
     sink = await sink_factory()
     await endpoint_factory(sink.url, "acme", ["*"])
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(names.events, b"{not json", key=b"k1")
-        await producer.send_and_wait(names.events, orjson.dumps({"tenant": "acme"}), key=b"k2")
-    finally:
-        await producer.stop()
+    await write_raw(
+        settings, names.events, [(b"k1", b"{not json"), (b"k2", orjson.dumps({"tenant": "acme"}))]
+    )
     async with EventPublisher(settings) as publisher:
         good = await publisher.publish({"type": "a.b", "tenant": "acme", "data": {}})
-
-    worker = Worker(settings)
-    await worker.start()
-    try:
-        await eventually(lambda: good in sink.event_ids(), timeout=60)
-        await eventually(lambda: worker.router.poison == 2, timeout=30)
-    finally:
-        await worker.stop()
+    await run_until_poisoned(settings, good, sink, poison=2)
 
     consumer = AIOKafkaConsumer(
         names.dlq, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest"
@@ -195,21 +191,10 @@ async def test_an_event_that_fails_its_type_schema_is_refused_on_every_path(
         good = await publisher.publish(
             {"type": "order.paid", "tenant": "acme", "data": {"amount": 3}}
         )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
-    await producer.start()
-    try:
-        raw = {"id": "evt_raw_1", "type": "order.paid", "tenant": "acme", "data": {}}
-        await producer.send_and_wait(names.events, orjson.dumps(raw), key=b"raw")
-    finally:
-        await producer.stop()
-    worker = Worker(settings)
-    await worker.start()
-    try:
-        await eventually(lambda: good in sink.event_ids(), timeout=60)
-        dead = await read_topic(settings, names.dlq, 2)
-        await eventually(lambda: worker.router.poison == 2, timeout=30)
-    finally:
-        await worker.stop()
+    raw = {"id": "evt_raw_1", "type": "order.paid", "tenant": "acme", "data": {}}
+    await write_raw(settings, names.events, [(b"raw", orjson.dumps(raw))])
+    await run_until_poisoned(settings, good, sink, poison=2)
+    dead = await read_topic(settings, names.dlq, 2)
     assert sink.event_ids() == {good}
     reasons = {
         orjson.loads(r.value or b"{}").get("id"): dict(r.headers)["reason"].decode() for r in dead

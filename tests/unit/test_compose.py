@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
 
 # Where each stateful image writes its data, and the setting that moves it:
 # (image prefix, how to read the data path from the service, the image's default).
-DATA_PATHS = {
+DATA_PATHS: dict[str, Callable[[dict[str, Any]], str]] = {
     "apache/kafka": lambda svc: env_of(svc).get("KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs"),
     "redis": lambda svc: _flag(svc, "--dir", "/data"),
     "prom/prometheus": lambda svc: _flag(svc, "--storage.tsdb.path=", "/prometheus"),
