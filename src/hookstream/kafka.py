@@ -116,3 +116,16 @@ class LogEndGuard:
     async def check(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """The partitions rewound now (usually none)."""
         return await rewind_past_end(consumer, self._stage)
+
+
+async def stop_client(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop an aiokafka client. With the broker gone, a consumer's stop re-raises the
+    cancel of its own fetch retry (a task aiokafka cancels inside `stop()`): that cancel
+    is aiokafka's, and is swallowed; a cancel of the caller is not."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("aiokafka re-raised its own cancel while stopping; stopped")

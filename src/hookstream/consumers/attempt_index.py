@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hookstream.config import Settings
-from hookstream.kafka import LogEndGuard, consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class AttemptIndex:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_client(self._consumer)
 
     async def _run(self) -> None:
         consumer = self._consumer

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.engine.clock import Clock, system_clock
-from hookstream.kafka import LogEndGuard, consumer_options, producer_options
+from hookstream.kafka import LogEndGuard, consumer_options, producer_options, stop_client
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class CompactedView:
         if self._producer is not None:
             await self._producer.stop()
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_client(self._consumer)
 
     @property
     def failure(self) -> BaseException | None:

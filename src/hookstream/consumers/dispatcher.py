@@ -41,7 +41,7 @@ from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict, judge
 from hookstream.engine.signing import secret_key, signed_headers
 from hookstream.errors import InvalidInput
-from hookstream.kafka import LogEndGuard, consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class Dispatcher:
             await asyncio.wait(self._tasks)
         if self._consumer is not None:
             await self._commit()
-            await self._consumer.stop()
+            await stop_client(self._consumer)
 
     # -- fetch → admit -----------------------------------------------------
 

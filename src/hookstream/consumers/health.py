@@ -40,7 +40,7 @@ from hookstream.engine.clock import parse_rfc3339
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.gate import EndpointGate
 from hookstream.engine.outcome import AttemptResult
-from hookstream.kafka import LogEndGuard, consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class HealthBook:
         with contextlib.suppress(Exception):
             await self.publish()
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_client(self._consumer)
 
     # -- gates -------------------------------------------------------------
 

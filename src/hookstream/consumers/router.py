@@ -34,7 +34,7 @@ from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import decode_event
 from hookstream.errors import FieldProblem, InvalidInput
-from hookstream.kafka import LogEndGuard, consumer_options
+from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.producers.durable import retriable
 from hookstream.topics import TopicNames
 
@@ -103,7 +103,7 @@ class Router:
             self._task = None
         await self.finish_batch()
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_client(self._consumer)
             self._consumer = None
 
     async def finish_batch(self) -> None:
