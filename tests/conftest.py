@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hookstream.api import create_app
@@ -81,6 +81,45 @@ async def read_topic(
             await consumer.stop()
         if time.monotonic() > deadline:
             pytest.fail(f"only {len(records)} of {expect} records in {topic}")
+
+
+async def read_to_end(
+    settings: Settings, *topics: str, timeout: float = 60
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topics` up to their end offsets: none missed, so counts
+    can be asserted exactly. The end is the larger of ListOffsets and the fetch
+    high watermark (decision 008)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata for every topic
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        assert tps, f"no partitions found for {topics}"
+        listed = await consumer.end_offsets(tps)
+        tps = [tp for tp in tps if listed[tp] > 0]  # 0 is empty on every broker
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        if not tps:
+            return records
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+
+        async def behind(tp: TopicPartition) -> bool:
+            high = consumer.highwater(tp)
+            return high is None or await consumer.position(tp) < max(listed[tp], high)
+
+        while [tp for tp in tps if await behind(tp)]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{topics} not read to their end offsets in {timeout} s")
+            batch = await consumer.getmany(timeout_ms=200)
+            records.extend(r for rs in batch.values() for r in rs)
+        return records
+    finally:
+        await consumer.stop()
 
 
 async def write_raw(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -234,6 +273,11 @@ EndpointFactory = Callable[..., Awaitable[Endpoint]]
 @pytest.fixture
 def endpoint_factory(registry: EndpointRegistry) -> EndpointFactory:
     """Register an endpoint (url, tenant, globs) and return it with its secret."""
+    return endpoints_in(registry)
+
+
+def endpoints_in(registry: EndpointRegistry) -> EndpointFactory:
+    """An endpoint factory writing to `registry`."""
 
     async def create(url: str, tenant: str, event_types: list[str], **fields: Any) -> Endpoint:
         endpoint = new_endpoint(

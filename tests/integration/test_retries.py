@@ -19,11 +19,22 @@ import orjson
 import pytest
 
 from hookstream.config import Settings
+from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.worker import Worker
+from hookstream.embedded import EmbeddedStack
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
-from tests.conftest import NO_CIRCUIT, EndpointFactory, SinkFactory, eventually, read_topic
+from tests.conftest import (
+    NO_CIRCUIT,
+    EndpointFactory,
+    SinkFactory,
+    endpoints_in,
+    eventually,
+    read_to_end,
+    read_topic,
+    settings_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -242,3 +253,80 @@ async def test_a_linear_endpoint_waits_the_same_interval_every_time(
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3
     assert all(0.55 <= gap < 5 for gap in gaps), gaps
+
+
+async def test_no_mix_sharing_a_tier_holds_a_record_past_its_due_time(
+    stack: EmbeddedStack, sink_factory: SinkFactory
+) -> None:
+    # One partition, so every endpoint's retries share each tier's partition; a
+    # 4 s schedule with a Retry-After of 7 s (tier 4 s, not due for 7 s) ahead
+    # of plain 4 s retries and of rate-limit parks of 1-5 s.
+    mixed = settings_for(stack).replace(
+        partitions=1, retry_schedule_s="4,4", retry_jitter=0.0, retry_floor_s=8, **NO_CIRCUIT
+    )
+    await ensure_topics(mixed)
+    names = TopicNames(mixed)
+    registry = EndpointRegistry(mixed, writable=True)
+    await registry.start()
+    endpoint_factory = endpoints_in(registry)
+    after = await sink_factory(
+        script=lambda n: (503, {"Retry-After": "7"}) if n == 1 else (204, {})
+    )
+    plain = await sink_factory(script=lambda n: (500, {}) if n == 1 else (204, {}))
+    limited = await sink_factory()
+    await endpoint_factory(after.url, "acme", ["after.*"])
+    await endpoint_factory(plain.url, "acme", ["plain.*"])
+    await endpoint_factory(limited.url, "acme", ["limited.*"], rate_limit=1)
+    worker = Worker(mixed)
+    await worker.start()
+    try:
+        async with EventPublisher(mixed) as publisher:
+            await publisher.publish({"type": "after.x", "tenant": "acme", "data": {}})
+            await eventually(lambda: after.recorder.failed == 1, timeout=30)
+            await publisher.publish_many(
+                [{"type": "plain.x", "tenant": "acme", "data": {"i": i}} for i in range(5)]
+                + [{"type": "limited.x", "tenant": "acme", "data": {"i": i}} for i in range(6)]
+            )
+        await eventually(
+            lambda: (
+                len(after.event_ids()) + len(plain.event_ids()) + len(limited.event_ids()) == 12
+            ),
+            timeout=60,
+        )
+    finally:
+        await worker.stop()
+        await registry.stop()
+    assert worker.retry_tiers is not None
+    assert worker.retry_tiers.hops > 0
+
+    tier_records = await read_to_end(mixed, *names.retry_tiers.values())
+    # Latest due time per (webhook-id, attempt); parks may be parked again, later.
+    due: dict[tuple[str, int], float] = {}
+    by_tier: dict[str, list[float]] = defaultdict(list)
+    for record in sorted(tier_records, key=lambda r: (r.topic, r.offset)):
+        headers = dict(record.headers)
+        key = (headers["message_id"].decode(), int(headers["attempt"]))
+        due[key] = max(due.get(key, 0.0), int(headers["due_at"]) / 1000)
+        by_tier[record.topic].append(int(headers["due_at"]) / 1000)
+    # The mix happened: in some tier a record waits behind one due later.
+    assert any(
+        max(dues[:i]) > dues[i] + 1 for dues in by_tier.values() for i in range(1, len(dues))
+    ), by_tier
+    parks = [k for k in due if k[1] == 1]
+    assert len(parks) >= 3, due  # rate-limited first attempts that were parked
+
+    received = [r for sink in (after, plain, limited) for r in sink.recorder.received]
+    lateness = {
+        (r.webhook_id, r.attempt): r.received_at - due[(r.webhook_id, r.attempt)]
+        for r in received
+        if (r.webhook_id, r.attempt) in due
+    }
+    assert len(lateness) == len(due), "every tier record's attempt arrived"
+    # Never early; never later than max(1 s, 10% of a wait of at most 10 s).
+    assert all(-0.05 <= late <= 1.0 for late in lateness.values()), lateness
+    # And the schedule itself was kept: Retry-After 7 s, plain 4 s.
+    first, second = after.recorder.received
+    assert 7.0 <= second.received_at - first.received_at <= 8.0
+    for webhook_id in {r.webhook_id for r in plain.recorder.received}:
+        one, two = (r for r in plain.recorder.received if r.webhook_id == webhook_id)
+        assert 4.0 <= two.received_at - one.received_at <= 5.0

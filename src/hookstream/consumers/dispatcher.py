@@ -86,6 +86,10 @@ class FailureHandler(Protocol):
         """Hold back a task that was not sent, same attempt, due in `wait_s`."""
         ...
 
+    async def hop(self, task: DeliveryTask) -> None:
+        """Place a tier record that is ready but not due again, for the rest of its wait."""
+        ...
+
     async def disable(self, endpoint_id: str, why: str) -> None:
         """Disable an endpoint and say so to its tenant."""
         ...
@@ -231,9 +235,8 @@ class Dispatcher:
         return True
 
     def _hold_until_due(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Pause a retry-tier partition whose head record is not due yet; True if paused."""
-        due_ms = _due_at_ms(record.headers)
-        wait_s = due_ms / 1000 - self._clock()
+        """Pause a retry-tier partition whose head record is not ready yet; True if paused."""
+        wait_s = _ready_at_ms(record.headers) / 1000 - self._clock()
         if wait_s <= 0:
             return False
         consumer = self._consumer
@@ -268,7 +271,10 @@ class Dispatcher:
                     record.topic.removeprefix(self._settings.topic_prefix),
                 )
             else:
-                await self._attempt(tp, task, record.timestamp / 1000)
+                if task.due_at_ms > self._clock() * 1000:
+                    await self._failures.hop(task)  # ready, not due: on to the next tier
+                else:
+                    await self._attempt(tp, task, record.timestamp / 1000)
             self._tracker.finish(tp, record.offset)
         except Exception as exc:
             # A bug, not a delivery failure: leave the offset unfinished (so it is
@@ -451,14 +457,14 @@ def _past_end(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bo
     return end is not None and offset > end
 
 
-def _due_at_ms(headers: Sequence[tuple[str, bytes]]) -> int:
-    for name, value in headers:
-        if name == "due_at":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
+def _ready_at_ms(headers: Sequence[tuple[str, bytes]]) -> int:
+    """When a tier record is to be read: `ready_at`, or `due_at` for records
+    written before tiers had hops; 0 (now) when neither is readable."""
+    found = {name: value for name, value in headers if name in ("ready_at", "due_at")}
+    try:
+        return int(found.get("ready_at") or found.get("due_at") or 0)
+    except ValueError:
+        return 0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -8,12 +8,14 @@ be committed, so a crash at any point re-delivers rather than loses.
 
 Reading tiers back is the dispatcher's job: it consumes every tier in the same
 group as `deliveries` (same partitions, same key), pausing a tier partition
-until its head record is due.
+until its head record is ready (`ready_at`), and hands back a record that is
+ready but not yet due, to hop on (engine/retry.py, `placement`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -27,7 +29,7 @@ from hookstream.consumers.registry import EndpointRegistry
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.outcome import AttemptResult, Verdict
-from hookstream.engine.retry import RetryPolicy, next_wait, tier_for
+from hookstream.engine.retry import RetryPolicy, next_wait, placement
 from hookstream.producers.durable import until_written
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class RetryTiers:
         self._rng = rng or random.Random()
         self.scheduled = 0
         self.parked = 0
+        self.hops = 0
 
     def wait_for(
         self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
@@ -105,6 +108,11 @@ class RetryTiers:
         await self._write(wait_s, task.parked(due_at_ms=due_at_ms, reserved=reserved))
         self.parked += 1
 
+    async def hop(self, task: DeliveryTask) -> None:
+        """Place a record that is ready but not due again, for the rest of its wait."""
+        await self._write(task.due_at_ms / 1000 - self._clock(), task)
+        self.hops += 1
+
     async def disable(self, endpoint_id: str, why: str) -> None:
         """Disable an endpoint (once) and tell its tenant through an operational event."""
         endpoint = self._registry.get(endpoint_id)
@@ -129,10 +137,13 @@ class RetryTiers:
         self.scheduled += 1
 
     async def _write(self, wait_s: float, task: DeliveryTask) -> None:
-        topic = self._topics[tier_for(self._tiers, wait_s)]
+        tier, ready_in_s = placement(self._tiers, wait_s)
+        topic = self._topics[tier]
+        ready_at_ms = b"%d" % math.ceil((self._clock() + ready_in_s) * 1000)
+        headers = [*task.headers(), ("ready_at", ready_at_ms)]
         await until_written(
             lambda: self._producer.send_and_wait(
-                topic, value=task.body, key=task.endpoint_id.encode(), headers=task.headers()
+                topic, value=task.body, key=task.endpoint_id.encode(), headers=headers
             ),
             topic,
         )

@@ -1,9 +1,17 @@
 """When to try a failed delivery again, and through which retry tier.
 
 Pure: takes the attempt's result, the policy and a clock value, returns a
-decision. Retry tiers are Kafka topics with a fixed delay each; a record waits
-in the tier whose delay is the largest not above the wait it needs, and carries
-its exact due time, so a tier's partition is paused until its head is due.
+decision. Retry tiers are Kafka topics with a fixed delay each; a record goes
+to the tier whose delay is the largest not above the wait it needs, carries its
+exact due time, and is read when its `ready_at` comes: a tier partition is
+paused until its head is ready.
+
+A record whose wait is close to a tier's delay (within `landing_slack`)
+"lands" there: it is ready when due. Any other record "hops": it is ready
+sooner than its due time, and is then placed again for the rest of its wait.
+Every record in a tier is ready within the slack of the tier's delay after it
+was written, so no mix of schedules, Retry-After and parks in a tier holds a
+record past its due time by more than max(1 s, 10% of its wait) (decision 018).
 """
 
 from __future__ import annotations
@@ -16,6 +24,11 @@ from hookstream.engine.outcome import AttemptResult
 
 RETRY_POLICY_KINDS = ("exponential", "linear", "none")
 MAX_ATTEMPTS_LIMIT = 50
+
+# Hop tiers, added where the schedule leaves a gap (RetryPolicy.tiers): each is
+# 4x the one below, so a wait crosses a few hops, and the smallest bounds how
+# late a short wait can be.
+HOP_LADDER = tuple(0.25 * 4**k for k in range(9))  # 0.25 s .. 16384 s (4.5 h)
 
 # Statuses whose Retry-After header is honoured.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -37,8 +50,13 @@ class RetryPolicy:
     linear_interval_s: float = 300.0  # the wait between attempts of a `linear` endpoint
 
     def tiers(self) -> tuple[float, ...]:
-        """The distinct delays a retry can wait: the schedule's, the linear interval, the floor."""
-        return tuple(sorted({*self.delays, self.linear_interval_s, self.floor_s}))
+        """The tier delays: the schedule's, the linear interval and the floor, plus
+        each hop-ladder delay below the longest with no tier within a factor of 2."""
+        base = {*self.delays, self.linear_interval_s, self.floor_s}
+        hops = {
+            v for v in HOP_LADDER if v < max(base) and not any(v / 2 <= t <= v * 2 for t in base)
+        }
+        return tuple(sorted(base | hops))
 
     def for_endpoint(self, kind: str, max_attempts: int | None) -> RetryPolicy:
         """This policy as an endpoint asks for it.
@@ -86,6 +104,30 @@ def tier_for(tiers: tuple[float, ...], wait_s: float) -> float:
     """The tier a record needing `wait_s` waits in: the largest tier delay not above it."""
     fitting = [t for t in tiers if t <= wait_s]
     return fitting[-1] if fitting else tiers[0]
+
+
+def landing_slack(tier_s: float) -> float:
+    """Half the width of a tier's landing band: a wait within this of the tier's
+    delay lands in it. Twice this is the most a record behind is held back."""
+    return max(0.2, 0.03 * tier_s)
+
+
+def placement(tiers: tuple[float, ...], wait_s: float) -> tuple[float, float]:
+    """(tier, ready_in_s) for a record that must wait `wait_s`.
+
+    It lands (ready when due) in the largest tier whose band holds its wait,
+    or in the first tier if it is shorter than every band. Otherwise it hops
+    in the largest tier it outlasts by the slack: ready after the part of its
+    wait above that tier's delay (at most the delay plus the slack), so that
+    what is left lands in the same tier on the next write.
+    """
+    landing = [t for t in tiers if abs(wait_s - t) <= landing_slack(t)]
+    if landing:
+        return landing[-1], wait_s
+    if wait_s < tiers[0]:
+        return tiers[0], wait_s
+    tier = [t for t in tiers if t + landing_slack(t) <= wait_s][-1]
+    return tier, min(tier + landing_slack(tier), wait_s - tier)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
