@@ -122,13 +122,18 @@ async def read_to_end(
         await consumer.stop()
 
 
-async def write_raw(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+async def write_raw(
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    partition: int | None = None,
+) -> None:
     """Write (key, value) records to `topic` as a foreign producer would, bypassing checks."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
     await producer.start()
     try:
         for key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
     finally:
         await producer.stop()
 

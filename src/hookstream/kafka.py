@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from hookstream import __version__
 from hookstream.config import Settings
@@ -101,21 +105,145 @@ async def rewind_past_end(consumer: AIOKafkaConsumer, stage: str) -> list[TopicP
     return rewound
 
 
-class LogEndGuard:
-    """`rewind_past_end` for a consumer loop to call every turn.
+FINGERPRINT_EVERY_S = 5.0  # a partition's fingerprints are at least this far apart
+FINGERPRINTS_KEPT = 4  # so the oldest predates anything seen in the last 15 s
+VERIFY_TIMEOUT_S = 5.0
+LOSS_SUSPECT_S = 120.0  # how long after a lost log the group's commits for it are not trusted
 
-    Every turn, because the check must see the first fetch after the broker
-    returned empty: once new records push the log end past the old position,
-    the loss can no longer be seen. It costs no broker round trip (the high
-    watermark and the position are the client's own) unless it rewinds.
+
+class _Losses:
+    """Process-wide: how many lost logs any stage has found. Each one makes every
+    guard verify the logs it reads, since a broker that lost one lost them all."""
+
+    count = 0
+
+
+class LogEndGuard:
+    """What a consumer loop calls to notice that the broker lost the log it reads.
+
+    `check` every turn, because the first fetch after the broker returned empty
+    is where a position past the new log end shows (`rewind_past_end`); it costs
+    no broker round trip. A consumer whose partition was refilled past its old
+    position before that fetch cannot see the loss from offsets, so the guard
+    also keeps a few fingerprints (offset, timestamp) of records it read (`saw`).
+    When any stage of the process finds a lost log, every guard fetches its
+    oldest fingerprint again from the broker: a record that is missing or
+    differs means the log was replaced, and that partition is read from its
+    start too (delivered again, same webhook-id, rather than skipped).
+
+    A consumer in a group also tells the guard what it committed and what it
+    was assigned: the group's commit for a partition lost lately may predate
+    the loss (the embedded broker accepts a commit from before it restarted),
+    so such a partition resumes from this consumer's own commit since the
+    rewind, or from its start.
     """
 
-    def __init__(self, stage: str) -> None:
+    def __init__(
+        self, stage: str, bootstrap: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._stage = stage
+        self._bootstrap = bootstrap
+        self._clock = clock
+        self._losses_seen = _Losses.count
+        self._prints: dict[TopicPartition, deque[tuple[int, int, float]]] = {}
+        # Partitions found lost: when, and the offset committed since (None: none yet).
+        self._lost: dict[TopicPartition, tuple[float, int | None]] = {}
+
+    def saw(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]]) -> None:
+        """Note the records of a fetched batch (one fingerprint per partition at most)."""
+        now = self._clock()
+        for tp, records in batch.items():
+            if not records:
+                continue
+            kept = self._prints.get(tp)
+            if kept is None:
+                kept = self._prints[tp] = deque(maxlen=FINGERPRINTS_KEPT)
+            elif now - kept[-1][2] < FINGERPRINT_EVERY_S:
+                continue
+            kept.append((records[-1].offset, records[-1].timestamp, now))
 
     async def check(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """The partitions rewound now (usually none)."""
-        return await rewind_past_end(consumer, self._stage)
+        rewound = await rewind_past_end(consumer, self._stage)
+        if rewound:
+            _Losses.count += 1
+        if self._losses_seen != _Losses.count:
+            others = consumer.assignment() - set(rewound)
+            replaced = await self._replaced(others)
+            if replaced is not None:  # None: not verified now, again next turn
+                self._losses_seen = _Losses.count
+                for tp in replaced:
+                    log.error(
+                        "the broker replaced this partition's log (a record read before is"
+                        " gone or differs); reading it again from its start",
+                        extra={"stage": self._stage, "topic": tp.topic, "partition": tp.partition},
+                    )
+                    await consumer.seek_to_beginning(tp)
+                rewound += replaced
+        for tp in rewound:
+            self._prints.pop(tp, None)
+            self._lost[tp] = (self._clock(), None)
+        return rewound
+
+    def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Note offsets the consumer committed."""
+        for tp, offset in offsets.items():
+            if tp in self._lost:
+                self._lost[tp] = (self._lost[tp][0], offset)
+
+    async def assigned(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
+        """From a rebalance listener: place partitions lost lately where we left them."""
+        now = self._clock()
+        for tp in tps:
+            lost = self._lost.get(tp)
+            if lost is None:
+                continue
+            if now - lost[0] > LOSS_SUSPECT_S:
+                del self._lost[tp]
+                continue
+            since = lost[1]
+            if since is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, since)
+            log.warning(
+                "partition assigned after its log was lost: resuming where this consumer"
+                " left it, not from the group's commit",
+                extra={"stage": self._stage, "topic": tp.topic, "offset": since},
+            )
+
+    async def _replaced(self, tps: set[TopicPartition]) -> list[TopicPartition] | None:
+        """Of `tps`, those whose oldest fingerprint is gone or differs on the broker now."""
+        oldest = {tp: self._prints[tp][0] for tp in tps if self._prints.get(tp)}
+        if not oldest:
+            return []
+        side = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        try:
+            async with asyncio.timeout(VERIFY_TIMEOUT_S):
+                await start_whole(side)
+                side.assign(list(oldest))
+                for tp, (offset, _, _) in oldest.items():
+                    side.seek(tp, offset)
+                found: dict[TopicPartition, ConsumerRecord[Any, Any] | None] = {}
+                while len(found) < len(oldest):
+                    batch = await side.getmany(*oldest, timeout_ms=200, max_records=1)
+                    for tp, records in batch.items():
+                        found.setdefault(tp, records[0])
+                    for tp, (offset, _, _) in oldest.items():
+                        end = side.highwater(tp)
+                        if tp not in found and end is not None and end <= offset:
+                            found[tp] = None  # the log ends before it: gone
+        except (KafkaError, TimeoutError, OSError):
+            return None
+        finally:
+            await stop_client(side)
+        replaced = []
+        for tp, (offset, timestamp, _) in oldest.items():
+            record = found[tp]
+            # A later offset is a compacted or expired record: nothing to compare.
+            if record is None or (record.offset == offset and record.timestamp != timestamp):
+                replaced.append(tp)
+        return replaced
 
 
 async def stop_client(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:

@@ -102,10 +102,11 @@ class AttemptIndex:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        guard = LogEndGuard("attempt-index")
+        guard = LogEndGuard("attempt-index", self._settings.bootstrap)
         while True:
             await guard.check(consumer)
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+            guard.saw(batch)
             records: list[dict[str, Any]] = []
             routed: list[dict[str, Any]] = []
             for tp, rs in batch.items():

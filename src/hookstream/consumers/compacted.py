@@ -150,10 +150,11 @@ class CompactedView:
 
     async def _tail(self) -> None:
         assert self._consumer is not None
-        guard = LogEndGuard(self._client_id)
+        guard = LogEndGuard(self._client_id, self._settings.bootstrap)
         while True:
             await guard.check(self._consumer)
             batch = await self._consumer.getmany(self._tp, timeout_ms=1000)
+            guard.saw(batch)
             for record in batch.get(self._tp, ()):
                 if record.key is not None:
                     self.apply(record.key.decode(errors="replace"), record.value, record.offset)

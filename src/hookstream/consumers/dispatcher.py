@@ -129,6 +129,7 @@ class Dispatcher:
         # the event limit was not written by the router.
         self._max_body_bytes = settings.max_event_bytes + 64 * 1024
         self._tracker = OffsetTracker()
+        self._guard = LogEndGuard("dispatcher", settings.bootstrap)
         self._generation = 0  # bumped when a rebalance revokes partitions
         self._holes = HoleWatch(HOLE_ACCEPT_S)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -185,13 +186,14 @@ class Dispatcher:
     async def _fetch_loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        guard = LogEndGuard("dispatcher")
+        guard = self._guard
         while True:
             for tp in await guard.check(consumer):
                 # Read from the start again: no old offsets to commit, no holes to wait for.
                 self._tracker.forget(tp)
                 self._holes.forget(tp)
             batch = await consumer.getmany(timeout_ms=1000)
+            guard.saw(batch)
             generation = self._generation
             for tp, records in batch.items():
                 for record in records:
@@ -409,6 +411,7 @@ class Dispatcher:
             log.warning("commit failed; will retry", extra={"error": str(exc)})
             return
         self._tracker.mark_committed(dict(offsets))
+        self._guard.committed(offsets)
 
     async def _drain(self, revoked: set[TopicPartition]) -> None:
         """On revocation: let the revoked partitions' deliveries finish, commit, forget."""
@@ -478,3 +481,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
             self._dispatcher._tracker.forget(tp)
+        consumer = self._dispatcher._consumer
+        assert consumer is not None
+        await self._dispatcher._guard.assigned(consumer, set(assigned))

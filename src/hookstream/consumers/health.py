@@ -294,10 +294,12 @@ class HealthBook:
     async def _tail(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        guard = LogEndGuard("health")
+        guard = LogEndGuard("health", self._settings.bootstrap)
         while True:
             await guard.check(consumer)
-            self._apply(await consumer.getmany(timeout_ms=1000))
+            batch = await consumer.getmany(timeout_ms=1000)
+            guard.saw(batch)
+            self._apply(batch)
 
     def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for records in batch.values():
