@@ -63,7 +63,10 @@ async def eventually(
 async def read_topic(
     settings: Settings, topic: str, expect: int, timeout: float = 60
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` from the start, polling until at least `expect` are there."""
+    """Every record of `topic` up to its end, once at least `expect` are there.
+
+    Read to the end offsets, not to the first `expect`: a record written beyond
+    the ones awaited is in the answer, so counts can be asserted exactly."""
     deadline = time.monotonic() + timeout
     while True:
         consumer = AIOKafkaConsumer(
@@ -76,7 +79,7 @@ async def read_topic(
                 batch = await consumer.getmany(timeout_ms=100)
                 records.extend(r for rs in batch.values() for r in rs)
                 if len(records) >= expect:
-                    return records
+                    return await read_to_end(settings, topic)
         finally:
             await consumer.stop()
         if time.monotonic() > deadline:
@@ -257,19 +260,22 @@ async def slow_down(registry: EndpointRegistry, poll_every_s: float) -> None:
     """Make a registry's tail poll at most every `poll_every_s` (a lagging reader).
 
     A real consumer, only slowed: tests use it to prove that code which must
-    not trust a stale view catches up instead. Returns once the poll that was
-    in flight (it may wait up to its 1 s timeout) has ended.
+    not trust a stale view catches up instead. Returns once the slowed poll is
+    in use (the poll that was in flight, up to its 1 s timeout, has ended).
     """
     consumer = registry._consumer
     assert consumer is not None
     fetch = consumer.getmany
+    in_use = asyncio.Event()
 
     async def lagging_getmany(*args: Any, **kwargs: Any) -> Any:
+        in_use.set()
         await asyncio.sleep(poll_every_s)
         return await fetch(*args, **kwargs)
 
     consumer.getmany = lagging_getmany
-    await asyncio.sleep(1.2)
+    async with asyncio.timeout(30):
+        await in_use.wait()
 
 
 EndpointFactory = Callable[..., Awaitable[Endpoint]]

@@ -1,7 +1,9 @@
 """Fault: two workers share the consumer groups; one is SIGKILLed, then returns.
 
 Its partitions move to the survivor once the broker notices it gone (one
-session timeout), deliveries go on, and when it comes back the groups
+session timeout): before it returns, events published after the kill reach
+every endpoint, so the survivor delivers the dead one's partitions. When it
+comes back the groups
 rebalance again, while events keep arriving throughout. Every event is
 delivered at least once and every duplicate carries its original webhook-id.
 """
@@ -100,8 +102,23 @@ async def test_a_killed_worker_hands_over_and_takes_back_its_partitions_losing_n
             workers["b"].send_signal(signal.SIGKILL)
             assert await wait_exit(workers["b"]) == -signal.SIGKILL
             killed_at = len(ids)
-            # The survivor takes over b's partitions: everything published by
-            # the kill is delivered while b is still gone.
+
+            def kinds_delivered_since_kill() -> set[int]:
+                got = sink.event_ids()
+                return {n % kinds for n in range(killed_at, len(ids)) if ids[n] in got}
+
+            # The survivor takes over b's partitions, observed while b is still
+            # gone: events published after the kill reach every endpoint (so
+            # every partition, b's included), and everything published by the
+            # kill is delivered.
+            await eventually(
+                lambda: len(kinds_delivered_since_kill()) == kinds,
+                timeout=90,
+                message=lambda: (
+                    "b's partitions never moved to a: endpoints with nothing since the kill: "
+                    f"{sorted(set(range(kinds)) - kinds_delivered_since_kill())}"
+                ),
+            )
             await eventually(
                 lambda: set(ids[:killed_at]) <= sink.event_ids(),
                 timeout=90,
@@ -110,6 +127,7 @@ async def test_a_killed_worker_hands_over_and_takes_back_its_partitions_losing_n
                     f"{len(set(ids[:killed_at]) - sink.event_ids())} of {killed_at} missing"
                 ),
             )
+            assert workers["b"].poll() is not None  # still gone: a did all of it
             a_before = await delivered_by(ports["a"])
             ports["b"] = free_port()
             workers["b"] = start("b")

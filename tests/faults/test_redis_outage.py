@@ -3,8 +3,8 @@
 Redis holds only soft state: the attempt index, health snapshots, the
 operator page's rollup, lag gauges. Delivery never waits on it, so while it is
 away deliveries go on, /readyz says Redis is missing, and what Redis should
-have held is written once it returns (the attempt index's offsets stop
-advancing meanwhile).
+have held is written once it returns: the attempt index's offsets stand
+still meanwhile, and every attempt of the outage is indexed afterwards.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from hookstream.config import Settings
@@ -24,7 +25,8 @@ from hookstream.embedded import EmbeddedStack
 from hookstream.engine.delivery import message_id_for
 from hookstream.engine.endpoint import Endpoint
 from hookstream.producers import EventPublisher
-from tests.conftest import RunningSink, SinkFactory, eventually
+from hookstream.topics import TopicNames
+from tests.conftest import RunningSink, SinkFactory, eventually, read_to_end
 from tests.faults.conftest import LONG, register
 
 pytestmark = pytest.mark.integration
@@ -110,19 +112,30 @@ async def test_valkey_away_for_a_while_stops_no_delivery_and_drops_nothing(
             await eventually(
                 lambda: _not_ready(worker), timeout=30, message="/readyz still says Redis is up"
             )
-            # Events keep arriving while Valkey is away, and are delivered.
+            # Events keep arriving while Valkey is away, and are delivered, all
+            # of them before it returns.
             during: list[str] = []
+            paused_at: dict[int, int | None] | None = None
             while time.monotonic() - gone_at < OUTAGE_S:
                 during += await publisher.publish_many(
                     {"type": "order.placed", "tenant": "acme", "data": {"n": len(during) + i}}
                     for i in range(20)
                 )
                 await asyncio.sleep(0.5)
+                if paused_at is None and time.monotonic() - gone_at > OUTAGE_S / 3:
+                    paused_at = await _index_committed(own_settings)
             away = webhook_ids(during, endpoints)
-            assert delivered_count(sink, away)() >= len(away) // 2, (
-                "deliveries stalled while Redis was away"
+            await eventually(
+                lambda: delivered_count(sink, away)() == len(away),
+                timeout=60,
+                message="deliveries stalled while Redis was away",
             )
             assert worker.failure() is None
+            # The attempt index paused: its offsets on `attempts` stood still
+            # while the outage's attempts were written there.
+            assert paused_at is not None
+            assert await _index_committed(own_settings) == paused_at
+            assert await _attempts_end(own_settings) > sum(o or 0 for o in paused_at.values())
 
             own_stack.restart_server("valkey")
             ids += during
@@ -140,12 +153,15 @@ async def test_valkey_away_for_a_while_stops_no_delivery_and_drops_nothing(
             return all((await worker.readiness()).values())
 
         await eventually(ready, timeout=60, message="not ready after Redis came back")
-        # The attempt index paused, then indexed what happened while Redis was
-        # away: an attempt of the first event published during the outage.
-        first_away = message_id_for(during[0], endpoints[0].id)
 
+        # Then it indexed what happened while Redis was away: an attempt of
+        # every delivery of the outage.
         async def indexed() -> bool:
-            return await redis.zcard(message_key(own_settings, first_away)) > 0
+            async with redis.pipeline(transaction=False) as pipe:
+                for webhook_id in away:
+                    pipe.zcard(message_key(own_settings, webhook_id))
+                counts = await pipe.execute()
+            return all(counts)
 
         await eventually(indexed, timeout=60, message="attempts of the outage never indexed")
         assert worker.failure() is None
@@ -156,3 +172,26 @@ async def test_valkey_away_for_a_while_stops_no_delivery_and_drops_nothing(
 
 async def _not_ready(worker: Worker) -> bool:
     return not (await worker.readiness())["redis"]
+
+
+async def _index_committed(settings: Settings) -> dict[int, int | None]:
+    """The attempt index group's committed offset per `attempts` partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=f"{settings.topic_prefix}attempt-index",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        topic = TopicNames(settings).attempts
+        return {
+            p: await consumer.committed(TopicPartition(topic, p))
+            for p in range(settings.partitions)
+        }
+    finally:
+        await consumer.stop()
+
+
+async def _attempts_end(settings: Settings) -> int:
+    """Records in `attempts` (every partition), read to the end."""
+    return len(await read_to_end(settings, TopicNames(settings).attempts))

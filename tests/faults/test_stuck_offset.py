@@ -28,6 +28,7 @@ from tests.faults.conftest import start_worker, wait_exit
 pytestmark = pytest.mark.integration
 
 LATER = 200
+EARLIER = 5
 
 
 async def test_the_committed_offset_never_passes_a_hanging_delivery(
@@ -55,6 +56,10 @@ async def test_the_committed_offset_never_passes_a_hanging_delivery(
     # One endpoint: every delivery is keyed by it, so all share one partition.
     endpoint = await endpoint_factory(f"{base}/hook", "acme", ["order.*"])
     async with EventPublisher(settings) as publisher:
+        # Delivered before the stuck one: the commit must reach the stuck record.
+        earlier = await publisher.publish_many(
+            {"type": "order.placed", "tenant": "acme", "data": {"e": i}} for i in range(EARLIER)
+        )
         first = await publisher.publish({"type": "order.placed", "tenant": "acme", "data": {}})
         later = await publisher.publish_many(
             {"type": "order.placed", "tenant": "acme", "data": {"i": i}} for i in range(LATER)
@@ -62,7 +67,7 @@ async def test_the_committed_offset_never_passes_a_hanging_delivery(
     stuck_id = message_id_for(first, endpoint.id)
     stuck.add(stuck_id)
     hang.set()
-    later_ids = {message_id_for(e, endpoint.id) for e in later}
+    later_ids = {message_id_for(e, endpoint.id) for e in [*earlier, *later]}
 
     names = TopicNames(settings)
     log = tmp_path / "worker.log"
@@ -81,18 +86,28 @@ async def test_the_committed_offset_never_passes_a_hanging_delivery(
         assert stuck_id in arrived
         assert stuck_id not in done
         # Where the stuck record sits in `deliveries` (the worker's router wrote it).
-        records = await read_topic(settings, names.deliveries, LATER + 1)
+        records = await read_topic(settings, names.deliveries, EARLIER + 1 + LATER)
+        assert len(records) == EARLIER + 1 + LATER
         (stuck_record,) = [
             r for r in records if dict(r.headers).get("message_id") == stuck_id.encode()
         ]
         tp = TopicPartition(names.deliveries, stuck_record.partition)
         assert all(r.partition == tp.partition for r in records)
-        # Several commit intervals (200 ms) pass with everything after the
-        # stuck record finished; the commit must still be at or below it.
+        # Commits go on up to the stuck record: everything before it (the earlier
+        # events, in whatever order the router wrote them) is finished. Only a
+        # stuck record at offset 0 leaves nothing to commit.
+        expected = stuck_record.offset or None
+
+        async def committed_up_to_it() -> bool:
+            return bool(await group.committed(tp) == expected)
+
+        await eventually(committed_up_to_it, timeout=30, message="not committed up to it")
+        # ...and never past it, over several commit intervals (200 ms) with
+        # everything after it finished.
         for _ in range(10):
             committed = await group.committed(tp)
-            assert committed is None or committed <= stuck_record.offset, (
-                f"committed {committed} passed the unfinished record at {stuck_record.offset}"
+            assert committed == expected, (
+                f"committed {committed}, the unfinished record is at {stuck_record.offset}"
             )
             await asyncio.sleep(0.3)
 

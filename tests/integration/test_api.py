@@ -9,14 +9,13 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer
 
 from hookstream.api import create_app
 from hookstream.api.state import REGISTRY
 from hookstream.config import Settings
 from hookstream.errors import ConfigError
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, EndpointFactory, slow_down
+from tests.conftest import ADMIN_KEY, EndpointFactory, read_to_end, slow_down
 
 pytestmark = pytest.mark.integration
 
@@ -39,19 +38,9 @@ async def _problem(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
-async def _events_in_topic(settings: Settings, *, wait_ms: int) -> list[Any]:
-    """Every record in the events topic, read once after up to `wait_ms`."""
-    consumer = AIOKafkaConsumer(
-        TopicNames(settings).events,
-        bootstrap_servers=settings.bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=wait_ms)
-    finally:
-        await consumer.stop()
-    return [r for rs in batch.values() for r in rs]
+async def _events_in_topic(settings: Settings) -> list[Any]:
+    """Every record in the events topic, read to its end offsets."""
+    return await read_to_end(settings, TopicNames(settings).events)
 
 
 async def test_create_get_list_delete_endpoint(client: TestClient[Any, Any]) -> None:
@@ -153,7 +142,7 @@ async def test_publish_event_writes_it_to_the_events_topic(
     )
     assert response.status == 202
     event_id = (await response.json())["id"]
-    records = await _events_in_topic(settings, wait_ms=5000)
+    records = await _events_in_topic(settings)  # 202: written and acknowledged
     assert len(records) == 1
     assert records[0].key == b"inv-1"
     stored = orjson.loads(records[0].value)
@@ -168,7 +157,7 @@ async def test_invalid_event_is_422_and_nothing_is_written(
         await client.post("/v1/events", json={"tenant": "acme", "data": {}}, headers=AUTH), 422
     )
     assert body["errors"] == [{"field": "type", "message": "is required and must be a string"}]
-    assert await _events_in_topic(settings, wait_ms=1000) == []
+    assert await _events_in_topic(settings) == []
 
 
 async def test_an_event_over_the_size_limit_is_422_and_nothing_is_written(
@@ -180,7 +169,7 @@ async def test_an_event_over_the_size_limit_is_422_and_nothing_is_written(
     (error,) = body["errors"]
     assert error["field"] == "$"
     assert error["message"].endswith(f"bytes, over {settings.max_event_bytes}")
-    assert await _events_in_topic(settings, wait_ms=1000) == []
+    assert await _events_in_topic(settings) == []
 
 
 def test_the_api_refuses_to_start_without_an_admin_key(settings: Settings) -> None:

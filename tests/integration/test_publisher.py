@@ -12,6 +12,7 @@ from hookstream.config import Settings
 from hookstream.errors import InvalidInput
 from hookstream.producers import EventPublisher, SyncEventPublisher
 from hookstream.topics import TopicNames
+from tests.conftest import read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ async def test_a_bad_event_in_a_batch_writes_nothing(settings: Settings) -> None
             await publisher.publish_many(
                 [{"type": "a.b", "tenant": "t", "data": {}}, {"tenant": "t", "data": {}}]
             )
-    assert await _read_events(settings, 1) == []
+    assert await read_to_end(settings, TopicNames(settings).events) == []
 
 
 async def test_an_event_over_the_size_limit_is_refused_and_its_batch_writes_nothing(
@@ -66,7 +67,7 @@ async def test_an_event_over_the_size_limit_is_refused_and_its_batch_writes_noth
             await publisher.publish(big)
         with pytest.raises(InvalidInput, match=rf"^\[1\]: \d+ bytes, over {limit}$"):
             await publisher.publish_many([{"type": "a.b", "tenant": "t", "data": {}}, big])
-    assert await _read_events(settings, 1) == []
+    assert await read_to_end(settings, TopicNames(settings).events) == []
 
 
 async def test_publishing_before_start_is_an_error(settings: Settings) -> None:
