@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench architecture clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: lint $(CHROMIUM)
 SCENARIO ?= steady
 bench: $(STAMP)
 	$(BIN)/hookstream bench --scenario $(SCENARIO)
+
+# The data-flow picture in docs/architecture.md, from its text source (needs
+# graphviz: apt-get install graphviz). The source's digest goes into the SVG, and
+# tests/unit/test_layout.py fails when the picture is older than its source.
+architecture: docs/architecture.dot
+	{ dot -Tsvg docs/architecture.dot | sed -n '1,/<svg/{/<svg/!p}'; \
+	  echo "<!-- made from docs/architecture.dot, sha256 $$(sha256sum docs/architecture.dot | cut -c1-64) -->"; \
+	  dot -Tsvg docs/architecture.dot | sed -n '/<svg/,$$p'; } > docs/architecture.svg
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.embedded import free_port
 from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
+from hookstream.views.registry import EndpointRegistry
 
 
 async def start_sink(recorder: SinkRecorder, **options: Any) -> tuple[web.AppRunner, str]:

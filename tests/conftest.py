@@ -26,15 +26,16 @@ from aiokafka.structs import ConsumerRecord
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack, free_port
 from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
 from hookstream.topics import ensure_topics
+from hookstream.views.registry import EndpointRegistry
 
 ADMIN_KEY = "test-admin-key-0123456789"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}  # the admin key, as a header
 # A circuit breaker that never trips, for tests about what happens without it.
 NO_CIRCUIT: dict[str, Any] = {"circuit_consecutive_failures": 10**6, "circuit_min_volume": 10**6}
 _prefixes = itertools.count()

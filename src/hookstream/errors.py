@@ -39,6 +39,12 @@ class InvalidInput(HookstreamError):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
 
 
+class RegistryUnavailable(HookstreamError):
+    """A view's tail reader died; the process cannot act on config safely until it restarts."""
+
+    retriable = True
+
+
 class DeliveryError(HookstreamError):
     """An HTTP attempt did not reach a 2xx answer; `error_class` names why in logs and attempts."""
 

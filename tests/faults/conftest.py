@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.embedded import EmbeddedStack
 from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.topics import ensure_topics
+from hookstream.views.registry import EndpointRegistry
 from tests.conftest import settings_for
 
 LONG = os.environ.get("HOOKSTREAM_LONG_FAULTS", "") not in ("", "0")

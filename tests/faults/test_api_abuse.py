@@ -12,31 +12,22 @@ import hmac
 import io
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from hookstream.api import create_app
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
 from hookstream.logs import NOISY, quiet_libraries
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, Serve, eventually, read_topic
+from tests.conftest import ADMIN_KEY, AUTH, Serve, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-JSON = {**ADMIN, "Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
+JSON = {**AUTH, "Content-Type": "application/json"}
 
 
 async def _status(response: Any) -> int:
@@ -52,19 +43,19 @@ async def test_bad_producer_input_is_refused_and_nothing_is_half_written(
     huge = orjson.dumps({**good, "id": "evt-huge", "data": {"x": "y" * 2_000_000}})
     refused = [
         (await client.post("/v1/events", data=b'{"type": ', headers=JSON), 400),
-        (await client.post("/v1/events", json={"tenant": "acme", "data": {}}, headers=ADMIN), 422),
+        (await client.post("/v1/events", json={"tenant": "acme", "data": {}}, headers=AUTH), 422),
         (await client.post("/v1/events", data=io.BytesIO(huge), headers=JSON), 413),
-        (await client.post("/v1/events", json={**good, "data": []}, headers=ADMIN), 422),
-        (await client.post("/v1/events", json={**good, "type": 5}, headers=ADMIN), 422),
-        (await client.post("/v1/events", json={**good, "occurred_at": "soon"}, headers=ADMIN), 422),
-        (await client.post("/v1/events", json={**good, "id": "a\u0000b"}, headers=ADMIN), 422),
-        (await client.post("/v1/events", json=[good], headers=ADMIN), 422),
+        (await client.post("/v1/events", json={**good, "data": []}, headers=AUTH), 422),
+        (await client.post("/v1/events", json={**good, "type": 5}, headers=AUTH), 422),
+        (await client.post("/v1/events", json={**good, "occurred_at": "soon"}, headers=AUTH), 422),
+        (await client.post("/v1/events", json={**good, "id": "a\u0000b"}, headers=AUTH), 422),
+        (await client.post("/v1/events", json=[good], headers=AUTH), 422),
         # A batch with one bad event publishes none of them.
         (
             await client.post(
                 "/v1/events/batch",
                 json={"events": [{**good, "id": "evt-b1"}, {**good, "tenant": "a b"}]},
-                headers=ADMIN,
+                headers=AUTH,
             ),
             422,
         ),
@@ -73,9 +64,9 @@ async def test_bad_producer_input_is_refused_and_nothing_is_half_written(
         assert await _status(response) == expected, await response.text()
     # Unicode edge cases are data, accepted as sent.
     odd = {**good, "id": "evt-odd", "data": {"s": "😀 𝄞 \u0000 \u202e \ud7ff"}}
-    assert (await client.post("/v1/events", json=odd, headers=ADMIN)).status == 202
-    first = await (await client.post("/v1/events", json=good, headers=ADMIN)).json()
-    again = await (await client.post("/v1/events", json=good, headers=ADMIN)).json()
+    assert (await client.post("/v1/events", json=odd, headers=AUTH)).status == 202
+    first = await (await client.post("/v1/events", json=good, headers=AUTH)).json()
+    again = await (await client.post("/v1/events", json=good, headers=AUTH)).json()
     assert (first["duplicate"], again["duplicate"]) == (False, True)
     records = await read_topic(settings, TopicNames(settings).events, expect=2)
     assert sorted(r.key for r in records) == [b"evt-good", b"evt-odd"]
@@ -101,12 +92,12 @@ async def test_endpoint_input_that_could_inject_or_hang_is_refused(
         ({"event_types": [f"t.e{i}" for i in range(10_000)]}, "event_types"),
     ]
     for change, field in cases:
-        response = await client.post("/v1/endpoints", json={**base, **change}, headers=ADMIN)
+        response = await client.post("/v1/endpoints", json={**base, **change}, headers=AUTH)
         assert await _status(response) == 422, change
         problem = await response.json(content_type=None)
         assert field in {e["field"] for e in problem["errors"]}, (change, problem)
         assert all(e["message"] for e in problem["errors"])
-    listed = await (await client.get("/v1/endpoints", headers=ADMIN)).json()
+    listed = await (await client.get("/v1/endpoints", headers=AUTH)).json()
     assert listed["data"] == []
 
 
@@ -123,14 +114,14 @@ async def test_a_catastrophic_regex_filter_cannot_stall_routing(
     app.router.add_post("/hook", receive)
     url = f"{await serve(app)}/hook"
     body = {"url": url, "tenant": "acme", "filter": {"data.s": {"$regex": "^(a+)+$"}}}
-    assert (await client.post("/v1/endpoints", json=body, headers=ADMIN)).status == 201
+    assert (await client.post("/v1/endpoints", json=body, headers=AUTH)).status == 201
     hostile = "a" * 200_000 + "!"  # years of backtracking for a backtracking engine
     events = [
         {"type": "t.x", "tenant": "acme", "data": {"s": hostile}},
         {"type": "t.x", "tenant": "acme", "data": {"s": "aaaa"}},
     ]
     started = time.monotonic()
-    response = await client.post("/v1/events/batch", json={"events": events}, headers=ADMIN)
+    response = await client.post("/v1/events/batch", json={"events": events}, headers=AUTH)
     assert response.status == 202
     await eventually(lambda: len(arrivals) == 1, timeout=30)
     assert orjson.loads(arrivals[0])["data"] == {"s": "aaaa"}
@@ -141,11 +132,11 @@ async def test_keys_missing_wrong_revoked_foreign_or_weak_are_refused(
     client: TestClient[Any, Any],
 ) -> None:
     endpoint = {"url": "https://hooks.example.com/in", "tenant": "beta"}
-    theirs = (await (await client.post("/v1/endpoints", json=endpoint, headers=ADMIN)).json())["id"]
+    theirs = (await (await client.post("/v1/endpoints", json=endpoint, headers=AUTH)).json())["id"]
     made = await client.post(
         "/v1/api-keys",
         json={"name": "acme ci", "scopes": ["endpoints:read"], "tenant": "acme"},
-        headers=ADMIN,
+        headers=AUTH,
     )
     created = await made.json()
     key = {"Authorization": f"Bearer {created['key']}"}
@@ -158,7 +149,7 @@ async def test_keys_missing_wrong_revoked_foreign_or_weak_are_refused(
     assert await _status(await client.post("/v1/endpoints", json=endpoint, headers=key)) == 403
     escalate = {"name": "mine", "scopes": ["admin"]}
     assert await _status(await client.post("/v1/api-keys", json=escalate, headers=key)) == 403
-    assert (await client.delete(f"/v1/api-keys/{created['id']}", headers=ADMIN)).status == 204
+    assert (await client.delete(f"/v1/api-keys/{created['id']}", headers=AUTH)).status == 204
     assert await _status(await client.get("/v1/endpoints", headers=key)) == 401
 
 
@@ -167,7 +158,7 @@ async def test_keys_are_compared_in_constant_time(
 ) -> None:
     created = await (
         await client.post(
-            "/v1/api-keys", json={"name": "k", "scopes": ["endpoints:read"]}, headers=ADMIN
+            "/v1/api-keys", json={"name": "k", "scopes": ["endpoints:read"]}, headers=AUTH
         )
     ).json()
     compared: list[tuple[Any, Any]] = []
@@ -206,21 +197,19 @@ async def _exercise_secrets(client: TestClient[Any, Any], caplog: pytest.LogCapt
         await client.post(
             "/v1/endpoints",
             json={"url": "https://hooks.example.com/in", "tenant": "acme"},
-            headers=ADMIN,
+            headers=AUTH,
         )
     ).json()
     rotate = f"/v1/endpoints/{endpoint['id']}/secret/rotate"
-    new = (await (await client.post(rotate, headers=ADMIN)).json())["secret"]
+    new = (await (await client.post(rotate, headers=AUTH)).json())["secret"]
     key = (
         await (
-            await client.post(
-                "/v1/api-keys", json={"name": "k", "scopes": ["admin"]}, headers=ADMIN
-            )
+            await client.post("/v1/api-keys", json={"name": "k", "scopes": ["admin"]}, headers=AUTH)
         ).json()
     )["key"]
     await client.get("/v1/endpoints", headers={"Authorization": f"Bearer {key}x"})  # a 401
     lists = [
-        await (await client.get(path, headers=ADMIN)).text()
+        await (await client.get(path, headers=AUTH)).text()
         for path in ("/v1/endpoints", f"/v1/endpoints/{endpoint['id']}", "/v1/api-keys")
     ]
     for secret in (endpoint["secret"], new, key, ADMIN_KEY):

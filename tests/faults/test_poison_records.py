@@ -64,7 +64,7 @@ async def test_poison_records_are_dead_lettered_with_a_reason_and_the_flow_goes_
             timeout=60,
             message=lambda: f"{len(set(after) - sink.event_ids())} events behind the poison lost",
         )
-        await eventually(lambda: worker.dispatcher is not None and worker.dispatcher.dropped == 3)
+        await eventually(lambda: worker.courier is not None and worker.courier.dropped == 3)
         assert worker.router.poison == 1
         assert worker.failure() is None
     finally:

@@ -18,13 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
 from hookstream.config import Settings
-from hookstream.consumers.attempt_index import message_key
-from hookstream.consumers.health import health_key
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack
 from hookstream.engine.delivery import message_id_for
 from hookstream.engine.endpoint import Endpoint
 from hookstream.producers import EventPublisher
+from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
 from tests.conftest import RunningSink, SinkFactory, eventually, read_to_end
 from tests.faults.conftest import LONG, register
@@ -80,8 +79,11 @@ async def test_valkey_restarted_mid_run_loses_nothing_and_soft_state_comes_back(
         last = message_id_for(ids[-1], endpoints[0].id)
 
         async def rebuilt() -> bool:
-            snapshots = [await redis.get(health_key(own_settings, ep.id)) for ep in endpoints]
-            return all(snapshots) and await redis.zcard(message_key(own_settings, last)) > 0
+            snapshots = [await redis.get(RedisKeys(own_settings).health(ep.id)) for ep in endpoints]
+            return (
+                all(snapshots)
+                and await redis.zcard(RedisKeys(own_settings).message_attempts(last)) > 0
+            )
 
         await eventually(rebuilt, timeout=60, message="soft state not rebuilt after the restart")
         assert (await worker.readiness())["redis"]
@@ -159,7 +161,7 @@ async def test_valkey_away_for_a_while_stops_no_delivery_and_drops_nothing(
         async def indexed() -> bool:
             async with redis.pipeline(transaction=False) as pipe:
                 for webhook_id in away:
-                    pipe.zcard(message_key(own_settings, webhook_id))
+                    pipe.zcard(RedisKeys(own_settings).message_attempts(webhook_id))
                 counts = await pipe.execute()
             return all(counts)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -15,18 +14,11 @@ from hookstream.api.state import REGISTRY
 from hookstream.config import Settings
 from hookstream.errors import ConfigError
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, EndpointFactory, read_to_end, slow_down
+from tests.conftest import AUTH, EndpointFactory, read_to_end, slow_down
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ENDPOINT = {"url": "http://127.0.0.1:9/hook", "tenant": "acme", "event_types": ["invoice.*"]}
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
 
 
 async def _problem(response: Any, status: int) -> dict[str, Any]:

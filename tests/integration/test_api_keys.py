@@ -12,11 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from hookstream.api import create_app
 from hookstream.config import Settings
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, eventually, read_topic
+from tests.conftest import AUTH, eventually, read_topic
 
 pytestmark = pytest.mark.integration
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -31,7 +29,7 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 async def _key(client: TestClient[Any, Any], **body: Any) -> dict[str, Any]:
-    response = await client.post("/v1/api-keys", json={"name": "k", **body}, headers=ADMIN)
+    response = await client.post("/v1/api-keys", json={"name": "k", **body}, headers=AUTH)
     assert response.status == 201, await response.text()
     created: dict[str, Any] = await response.json()
     return created
@@ -39,7 +37,7 @@ async def _key(client: TestClient[Any, Any], **body: Any) -> dict[str, Any]:
 
 async def _endpoint(client: TestClient[Any, Any], tenant: str) -> str:
     body = {"url": "http://127.0.0.1:9/hook", "tenant": tenant}
-    response = await client.post("/v1/endpoints", json=body, headers=ADMIN)
+    response = await client.post("/v1/endpoints", json=body, headers=AUTH)
     assert response.status == 201
     return str((await response.json())["id"])
 
@@ -51,7 +49,7 @@ async def test_a_key_is_shown_once_and_stored_hashed(
     key = created["key"]
     assert key.startswith(created["id"] + "_")
     assert created["hint"] == "…" + key[-4:]
-    listed = await (await client.get("/v1/api-keys", headers=ADMIN)).json()
+    listed = await (await client.get("/v1/api-keys", headers=AUTH)).json()
     assert [k["id"] for k in listed["data"]] == [created["id"]]
     assert key not in str(listed)
     assert "digest" not in listed["data"][0]
@@ -72,9 +70,9 @@ async def test_missing_invalid_and_revoked_keys_are_401(client: TestClient[Any, 
         assert response.status == 401
         assert response.content_type == "application/problem+json"
     assert (await client.get("/v1/endpoints", headers=bearer(key))).status == 200
-    assert (await client.delete(f"/v1/api-keys/{created['id']}", headers=ADMIN)).status == 204
+    assert (await client.delete(f"/v1/api-keys/{created['id']}", headers=AUTH)).status == 204
     assert (await client.get("/v1/endpoints", headers=bearer(key))).status == 401
-    assert (await client.delete(f"/v1/api-keys/{created['id']}", headers=ADMIN)).status == 404
+    assert (await client.delete(f"/v1/api-keys/{created['id']}", headers=AUTH)).status == 404
 
 
 async def test_a_missing_scope_is_403(client: TestClient[Any, Any]) -> None:
@@ -160,11 +158,11 @@ async def test_rate_tiers_limit_each_key_with_headers(client: TestClient[Any, An
     assert "tiny" in problem["detail"]
     # Another key of the same tier has its own bucket; the admin key is not limited.
     assert (await client.get("/v1/tenants", headers=bearer(other))).status == 200
-    admin = await client.get("/v1/tenants", headers=ADMIN)
+    admin = await client.get("/v1/tenants", headers=AUTH)
     assert admin.status == 200
     assert "RateLimit-Limit" not in admin.headers
     unknown_tier = await client.post(
-        "/v1/api-keys", json={"name": "k", "scopes": ["admin"], "tier": "gold"}, headers=ADMIN
+        "/v1/api-keys", json={"name": "k", "scopes": ["admin"], "tier": "gold"}, headers=AUTH
     )
     assert unknown_tier.status == 422
 
@@ -177,7 +175,7 @@ async def test_a_key_created_through_another_api_process_works_at_once(
         response = await second.get("/v1/endpoints", headers=bearer(key))
         assert response.status == 200
         key_id = key[:16]
-        assert (await client.delete(f"/v1/api-keys/{key_id}", headers=ADMIN)).status == 204
+        assert (await client.delete(f"/v1/api-keys/{key_id}", headers=AUTH)).status == 204
 
         async def refused() -> bool:
             return (await second.get("/v1/endpoints", headers=bearer(key))).status == 401
@@ -190,9 +188,9 @@ async def test_a_tenant_key_sees_only_its_tenants_redrive_tasks(
 ) -> None:
     key = bearer((await _key(client, scopes=["dlq:manage"], tenant="acme"))["key"])
     own = await (await client.post("/v1/dlq/redrive", json={}, headers=key)).json()
-    everyone = await (await client.post("/v1/dlq/redrive", json={}, headers=ADMIN)).json()
+    everyone = await (await client.post("/v1/dlq/redrive", json={}, headers=AUTH)).json()
     assert (await client.get(own["status"], headers=key)).status == 200
     assert (await client.get(everyone["status"], headers=key)).status == 404
-    assert (await client.get(own["status"], headers=ADMIN)).status == 200
+    assert (await client.get(own["status"], headers=AUTH)).status == 200
     foreign = {"tenant": "beta"}
     assert (await client.post("/v1/dlq/redrive", json=foreign, headers=key)).status == 404

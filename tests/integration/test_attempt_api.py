@@ -12,16 +12,15 @@ from redis.asyncio import Redis
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from hookstream.consumers.attempt_index import endpoint_key, score
+from hookstream.consumers.attempt_index import score
 from hookstream.consumers.worker import Worker
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
+from hookstream.redis_keys import RedisKeys
 from hookstream.topics import ensure_topics
-from tests.conftest import ADMIN_KEY, EndpointFactory, SinkFactory, eventually
+from tests.conftest import AUTH, EndpointFactory, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
-
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 async def _publish(settings: Settings, count: int) -> list[str]:
@@ -141,7 +140,7 @@ async def test_pages_neither_repeat_nor_miss_attempts_sharing_a_start_time(
     endpoint = await endpoint_factory("http://127.0.0.1:9/x", "acme", ["*"])
     redis = Redis.from_url(fast.redis_url)
     try:
-        key = endpoint_key(fast, endpoint.id)
+        key = RedisKeys(fast).endpoint_attempts(endpoint.id)
         # 25 attempts over just three distinct start times.
         for i in range(25):
             started = 1_800_000_000 + i % 3

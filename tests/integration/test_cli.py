@@ -15,7 +15,7 @@ import pytest
 
 from hookstream.config import Settings
 from hookstream.embedded import EmbeddedStack, free_port, port_open
-from tests.conftest import ADMIN_KEY, eventually
+from tests.conftest import ADMIN_KEY, AUTH, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ async def test_api_role_serves_against_external_servers(settings: Settings, tmp_
         async with aiohttp.ClientSession() as http:
             response = await http.get(
                 f"http://127.0.0.1:{port}/v1/endpoints",
-                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                headers=AUTH,
             )
             assert response.status == 200
             assert await response.json() == {"data": [], "next": None}

@@ -4,28 +4,19 @@ ingest (batch, idempotency, schemas), pagination, deprecation and the spec."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from hookstream.api import create_app
 from hookstream.config import Settings
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, read_topic
+from tests.conftest import AUTH, read_topic
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ENDPOINT = {"url": "http://127.0.0.1:9/hook", "tenant": "acme", "event_types": ["invoice.*"]}
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
 
 
 async def _json(response: Any, status: int) -> Any:

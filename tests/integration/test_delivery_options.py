@@ -15,11 +15,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookstream.consumers.worker import Worker
 from hookstream.engine.signing import generate_secret
-from tests.conftest import ADMIN_KEY, Serve, eventually
+from tests.conftest import AUTH, Serve, eventually
 
 pytestmark = pytest.mark.integration
-
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hookstream.embedded import free_port, port_open
-from tests.conftest import ADMIN_KEY, SinkFactory, eventually
+from tests.conftest import ADMIN_KEY, AUTH, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ async def test_dev_runs_the_walk_through_and_stops_cleanly(
             stderr=subprocess.STDOUT,
         )
     api = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    auth = AUTH
     try:
         await eventually(lambda: "Ctrl-C stops everything" in out.read_text(), timeout=90)
         banner = out.read_text()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,37 +16,28 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from hookstream.config import Settings
 from hookstream.consumers.dispatcher import Dispatcher
-from hookstream.consumers.health import HealthBook
-from hookstream.consumers.registry import EndpointRegistry
-from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest
 from hookstream.kafka import stop_client
 from hookstream.topics import TopicNames
+from hookstream.views.registry import EndpointRegistry
 from tests.conftest import EndpointFactory, eventually
+from tests.couriers import ScriptedSender, courier_for, delivery_task
 
 pytestmark = pytest.mark.integration
 
 PER_ENDPOINT = 50
 
 
-@dataclass
-class _SlowSender:
+class _SlowSender(ScriptedSender):
     """Answers 204 after `latency_s`, noting when each delivery started."""
 
-    latency_s: float
-    started: list[tuple[float, str]] = field(default_factory=list)  # (when, webhook-id)
+    def __init__(self, latency_s: float) -> None:
+        super().__init__(latency_s=latency_s)
+        self.started: list[tuple[float, str]] = []  # (when, webhook-id)
 
     async def send(self, request: OutgoingRequest) -> AttemptResult:
         self.started.append((time.monotonic(), request.headers["webhook-id"]))
-        await asyncio.sleep(self.latency_s)
-        return AttemptResult(status=204, duration_ms=self.latency_s * 1000)
-
-
-class _NoFailures:
-    """Every send succeeds here: any call is a bug in the test or the dispatcher."""
-
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError(f"failure handler called: {name}")
+        return await super().send(request)
 
 
 async def test_a_batch_fetched_before_a_rebalance_is_not_started_under_the_old_assignment(
@@ -61,14 +51,7 @@ async def test_a_batch_fetched_before_a_rebalance_is_not_started_under_the_old_a
     try:
         for n, endpoint in enumerate(endpoints):
             for i in range(PER_ENDPOINT):
-                task = DeliveryTask(
-                    message_id=f"msg_{endpoint.id}_{i}",
-                    event_id=f"evt_{i}",
-                    endpoint_id=endpoint.id,
-                    tenant="acme",
-                    event_type="order.placed",
-                    body=b'{"i": %d}' % i,
-                )
+                task = delivery_task(endpoint.id, i)
                 sent = await producer.send_and_wait(
                     names.deliveries,
                     task.body,
@@ -83,11 +66,7 @@ async def test_a_batch_fetched_before_a_rebalance_is_not_started_under_the_old_a
     # Two in flight, 0.2 s each: the 400 records of the first batch take 40 s.
     slow = settings.replace(in_flight=2)
     sender = _SlowSender(latency_s=0.2)
-    health_producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
-    await health_producer.start()
-    health = HealthBook(slow, health_producer, None)
-    await health.start()
-    dispatcher = Dispatcher(slow, registry, sender, _NoFailures(), health)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(slow, courier_for(slow, registry, sender))
     await dispatcher.start()
     other = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
@@ -123,6 +102,4 @@ async def test_a_batch_fetched_before_a_rebalance_is_not_started_under_the_old_a
     finally:
         await stop_client(other)
         await dispatcher.stop()
-        await health.stop()
-        await health_producer.stop()
     assert dispatcher.failure is None

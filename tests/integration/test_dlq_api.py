@@ -19,17 +19,15 @@ from redis.asyncio import Redis
 
 from hookstream.api.redrive import RedriveTasks
 from hookstream.config import Settings
-from hookstream.consumers.dlq import DeadLetterFilter
 from hookstream.consumers.worker import Worker
 from hookstream.engine.delivery import message_id_for
 from hookstream.engine.endpoint import Endpoint
 from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
-from tests.conftest import ADMIN_KEY, EndpointFactory, RunningSink, SinkFactory, eventually
+from hookstream.views.dlq import DeadLetterFilter
+from tests.conftest import AUTH, EndpointFactory, RunningSink, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
-
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 class Outage:

@@ -16,15 +16,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import free_port
 from hookstream.engine.circuit import CircuitState
 from hookstream.engine.signing import verify
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
+from hookstream.views.registry import EndpointRegistry
 from tests.conftest import (
-    ADMIN_KEY,
+    AUTH,
     NO_CIRCUIT,
     EndpointFactory,
     SinkFactory,
@@ -33,8 +33,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 async def _scaled(settings: Settings, **changes: Any) -> Settings:
@@ -53,8 +51,7 @@ def _orders(count: int) -> list[dict[str, Any]]:
 
 
 def _worker_health(worker: Worker) -> Any:
-    assert worker.health is not None
-    return worker.health
+    return worker.gates
 
 
 async def test_sick_endpoints_do_not_slow_the_healthy_ones(

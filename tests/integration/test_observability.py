@@ -23,11 +23,10 @@ from hookstream.consumers.worker import Worker
 from hookstream.embedded import free_port
 from hookstream.logs import configure
 from hookstream.producers import EventPublisher
-from tests.conftest import ADMIN_KEY, EndpointFactory, SinkFactory, eventually
+from tests.conftest import ADMIN_KEY, AUTH, EndpointFactory, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = os.environ.get("HOOKSTREAM_CHROMIUM", "/usr/bin/chromium")
 HAVE_CHROMIUM = Path(CHROMIUM).exists()

@@ -31,7 +31,7 @@ from hookstream.errors import InvalidInput
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
 from tests.conftest import (
-    ADMIN_KEY,
+    AUTH,
     EndpointFactory,
     SinkFactory,
     read_topic,
@@ -41,7 +41,6 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PROBLEM = "application/problem+json"
 
 

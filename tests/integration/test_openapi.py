@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from tests.conftest import ADMIN_KEY, MappedResolver
+from tests.conftest import ADMIN_KEY, AUTH, MappedResolver
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ async def test_schemathesis_finds_no_5xx_and_no_response_off_spec(
     app = create_app(settings, resolver=MappedResolver({}))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         base = str(client.make_url("")).rstrip("/")
-        auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        auth = AUTH
         ids = []
         for _ in range(2):  # one may be deleted early in the run
             created = await client.post(

@@ -9,12 +9,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hookstream.config import Settings
-from hookstream.consumers.dlq import DeadLetters
+from hookstream.consumers.dead_letters import DeadLetters
 from hookstream.consumers.worker import Worker
 from hookstream.engine.event import validate_event
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
 from tests.conftest import (
+    AUTH,
     EndpointFactory,
     SinkFactory,
     eventually,
@@ -160,7 +161,6 @@ async def test_an_event_that_fails_its_type_schema_is_refused_on_every_path(
     from aiohttp.test_utils import TestClient, TestServer
 
     from hookstream.api import create_app
-    from tests.conftest import ADMIN_KEY
 
     names = TopicNames(settings)
     sink = await sink_factory()
@@ -170,7 +170,7 @@ async def test_an_event_that_fails_its_type_schema_is_refused_on_every_path(
         "required": ["amount"],
         "properties": {"amount": {"type": "integer", "minimum": 0}},
     }
-    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    auth = AUTH
     bad_data = {"amount": -5}
     async with TestClient(TestServer(create_app(settings))) as client:
         created = await client.post(

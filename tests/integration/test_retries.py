@@ -19,12 +19,12 @@ import orjson
 import pytest
 
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
+from hookstream.views.registry import EndpointRegistry
 from tests.conftest import (
     NO_CIRCUIT,
     EndpointFactory,

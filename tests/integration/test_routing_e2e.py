@@ -159,7 +159,7 @@ async def test_a_delivery_routed_elsewhere_for_an_endpoint_this_worker_has_not_r
         finally:
             await producer.stop()
         await eventually(lambda: event.id in sink.event_ids(), timeout=30)
-        assert worker.dispatcher is not None
-        assert worker.dispatcher.dropped == 0
+        assert worker.courier is not None
+        assert worker.courier.dropped == 0
     finally:
         await worker.stop()

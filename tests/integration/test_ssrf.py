@@ -18,11 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from tests.conftest import ADMIN_KEY, MappedResolver, Serve
+from tests.conftest import AUTH, MappedResolver, Serve
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 INTERNAL = ["127.0.0.1", "169.254.169.254", "10.0.0.1", "::ffff:127.0.0.1"]
 PUBLIC = "93.184.216.34"
 

@@ -20,7 +20,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.worker import Worker
 from hookstream.egress import build_sender
 from hookstream.engine.destinations import DEV_EGRESS
@@ -28,11 +27,11 @@ from hookstream.engine.endpoint import new_endpoint
 from hookstream.engine.outcome import OutgoingRequest
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, MappedResolver, eventually, read_topic
+from hookstream.views.registry import EndpointRegistry
+from tests.conftest import AUTH, MappedResolver, eventually, read_topic
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 # Each means 127.0.0.1 to the HTTP client (yarl's UTS #46 mapping, or the resolver's
 # legacy IPv4 reading); `{port}` is a loopback listener's.

@@ -12,15 +12,13 @@ aim that route at alpha.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaProducer
 
-from hookstream.api import create_app
 from hookstream.api.state import CATALOG
 from hookstream.config import Settings
 from hookstream.engine.apikeys import SCOPES, ApiKey, new_api_key
@@ -28,11 +26,10 @@ from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import validate_event
 from hookstream.kafka import producer_options
 from hookstream.topics import TopicNames
-from tests.conftest import ADMIN_KEY, eventually
+from tests.conftest import AUTH, eventually
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ALPHA = "tenant-alpha"
 BETA = "tenant-beta"
 ALPHA_URL = "http://alpha-receiver.test:9/hook"
@@ -40,25 +37,19 @@ ALPHA_DATA_MARK = "alpha-private-datum"
 TENANT_SCOPES = [s for s in SCOPES if s != "admin"]
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
-
-
 async def _alpha(client: TestClient[Any, Any], settings: Settings) -> dict[str, str]:
     """Alpha's objects, made as the admin; returns every value that must not leak."""
     created = await client.post(
         "/v1/endpoints",
         json={"url": ALPHA_URL, "tenant": ALPHA, "event_types": ["*"]},
-        headers=ADMIN,
+        headers=AUTH,
     )
     assert created.status == 201
     endpoint = await created.json()
     event = validate_event(
         {"id": "evt_alpha_1", "type": "order.paid", "tenant": ALPHA, "data": {"m": ALPHA_DATA_MARK}}
     )
-    published = await client.post("/v1/events", json=orjson.loads(event.to_json()), headers=ADMIN)
+    published = await client.post("/v1/events", json=orjson.loads(event.to_json()), headers=AUTH)
     assert published.status == 202
     task = DeliveryTask.for_event(event, endpoint["id"], webhook_body(event))
     producer = AIOKafkaProducer(**producer_options(settings, client_id="test"))
@@ -70,14 +61,14 @@ async def _alpha(client: TestClient[Any, Any], settings: Settings) -> dict[str, 
         )
     finally:
         await producer.stop()
-    redrive = await client.post("/v1/dlq/redrive", json={"tenant": ALPHA}, headers=ADMIN)
+    redrive = await client.post("/v1/dlq/redrive", json={"tenant": ALPHA}, headers=AUTH)
     assert redrive.status == 202
-    created_type = await client.post("/v1/event-types", json={"name": "order.paid"}, headers=ADMIN)
+    created_type = await client.post("/v1/event-types", json={"name": "order.paid"}, headers=AUTH)
     assert created_type.status == 201
     key = await client.post(
         "/v1/api-keys",
         json={"name": "alpha", "scopes": TENANT_SCOPES, "tenant": ALPHA},
-        headers=ADMIN,
+        headers=AUTH,
     )
     assert key.status == 201
     return {
@@ -150,13 +141,13 @@ async def test_no_operation_reveals_another_tenant(
 ) -> None:
     alpha = await _alpha(client, settings)
     await eventually(  # the redrive task has started and is alpha's
-        lambda: _status(client, f"/v1/tasks/{alpha['task_id']}", ADMIN), timeout=30
+        lambda: _status(client, f"/v1/tasks/{alpha['task_id']}", AUTH), timeout=30
     )
     if caller == "tenant-scopes":
         made = await client.post(
             "/v1/api-keys",
             json={"name": "beta", "scopes": TENANT_SCOPES, "tenant": BETA},
-            headers=ADMIN,
+            headers=AUTH,
         )
         assert made.status == 201
         token = (await made.json())["key"]
@@ -199,7 +190,7 @@ async def test_no_operation_reveals_another_tenant(
     assert len(called) >= 30
     # Alpha's objects are still there and unchanged for the admin.
     endpoint = await (
-        await client.get(f"/v1/endpoints/{alpha['endpoint_id']}", headers=ADMIN)
+        await client.get(f"/v1/endpoints/{alpha['endpoint_id']}", headers=AUTH)
     ).json()
     assert endpoint["url"] == ALPHA_URL
     assert endpoint["disabled"] is False
@@ -211,12 +202,12 @@ async def _status(client: TestClient[Any, Any], path: str, headers: dict[str, st
 
 async def test_admin_cannot_be_bound_to_a_tenant(client: TestClient[Any, Any]) -> None:
     response = await client.post(
-        "/v1/api-keys", json={"name": "x", "scopes": ["admin"], "tenant": BETA}, headers=ADMIN
+        "/v1/api-keys", json={"name": "x", "scopes": ["admin"], "tenant": BETA}, headers=AUTH
     )
     assert response.status == 422
     body = await response.json(content_type=None)
     assert body["errors"][0]["field"] == "scopes"
-    listed = await (await client.get("/v1/api-keys", headers=ADMIN)).json()
+    listed = await (await client.get("/v1/api-keys", headers=AUTH)).json()
     assert listed["data"] == []
 
 
@@ -228,4 +219,4 @@ async def test_a_legacy_tenant_bound_admin_key_cannot_see_stats(
     response = await client.get("/v1/stats", headers=beta)
     assert response.status == 403
     assert ALPHA not in await response.text()
-    assert (await client.get("/v1/stats", headers=ADMIN)).status == 200
+    assert (await client.get("/v1/stats", headers=AUTH)).status == 200

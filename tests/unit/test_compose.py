@@ -21,9 +21,11 @@ from prometheus_client import CollectorRegistry
 from hookstream.api.observability import metrics_middleware
 from hookstream.cli import _parser
 from hookstream.config import Settings
+from hookstream.consumers.gates import EndpointGates
 from hookstream.consumers.health_metrics import HealthCollector
 from hookstream.consumers.lag import LagMonitor
 from hookstream.consumers.metrics import WorkerMetrics
+from hookstream.engine.gate import GateSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,11 +105,7 @@ def exported_metric_names() -> set[str]:
     WorkerMetrics(registry)
     LagMonitor(Settings(), registry)
 
-    class NoGates:
-        def gates(self) -> list[Any]:
-            return []
-
-    registry.register(HealthCollector(NoGates(), 10))  # type: ignore[arg-type]
+    registry.register(HealthCollector(EndpointGates(GateSettings()), 10))
     metrics_middleware(registry)
     names: set[str] = set()
     for family in registry.collect():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hookstream.config import Settings
+from hookstream.engine.gate import GateSettings
 from hookstream.errors import ConfigError
 
 
@@ -80,3 +81,9 @@ def test_unknown_override_is_refused() -> None:
 def test_heartbeat_is_a_third_of_the_session_capped() -> None:
     assert Settings.load({}, session_timeout_ms=6000).heartbeat_interval_ms == 2000
     assert Settings.load({}).heartbeat_interval_ms == 3000
+
+
+def test_the_engine_defaults_are_the_settings_defaults() -> None:
+    # One source of truth: a gate built without a Settings object behaves like a
+    # default deployment (the request timeout once differed, 10 s against 15 s).
+    assert Settings.load({}).gate_settings == GateSettings()

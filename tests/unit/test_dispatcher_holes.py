@@ -17,12 +17,10 @@ from aiokafka.structs import ConsumerRecord
 
 from hookstream.config import Settings
 from hookstream.consumers.dispatcher import Dispatcher
-from hookstream.consumers.health import HealthBook
-from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
-from hookstream.engine.outcome import AttemptResult, OutgoingRequest
 from tests.conftest import eventually
+from tests.couriers import ScriptedSender, courier_for, delivery_task
 
 TP = TopicPartition("deliveries", 0)
 ENDPOINT = new_endpoint(
@@ -32,14 +30,7 @@ ENDPOINT = new_endpoint(
 
 
 def _record(offset: int) -> ConsumerRecord[bytes, bytes]:
-    task = DeliveryTask(
-        message_id=f"msg_{offset}",
-        event_id=f"evt_{offset}",
-        endpoint_id=ENDPOINT.id,
-        tenant="acme",
-        event_type="order.placed",
-        body=b"{}",
-    )
+    task = delivery_task(ENDPOINT.id, offset)
     return ConsumerRecord(
         TP.topic, TP.partition, offset, 0, 0, ENDPOINT.id.encode(), task.body,
         None, len(ENDPOINT.id), 2, task.headers(),
@@ -88,32 +79,21 @@ class _Registry:
         return None
 
 
-class _Sender:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, request: OutgoingRequest) -> AttemptResult:
-        self.sent.append(request.headers["webhook-id"])
-        return AttemptResult(status=204, duration_ms=1)
+def _id(offset: int) -> str:
+    return delivery_task(ENDPOINT.id, offset).message_id
 
 
-class _NoFailures:
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError(f"failure handler called: {name}")
-
-
-async def _run(consumer: _Consumer, until: int) -> _Sender:
+async def _run(consumer: _Consumer, until: int) -> list[str]:
     settings = Settings(dev_mode=True)
-    sender = _Sender()
-    health = HealthBook(settings, None, None)
-    dispatcher = Dispatcher(settings, _Registry(), sender, _NoFailures(), health)  # type: ignore[arg-type]
+    sender = ScriptedSender()
+    dispatcher = Dispatcher(settings, courier_for(settings, _Registry(), sender))
     dispatcher._consumer = consumer
     loop = asyncio.create_task(dispatcher._fetch_loop())
     try:
         await eventually(
             lambda: len(sender.sent) >= until and not dispatcher._tasks,
             timeout=10,
-            message=lambda: f"delivered only {sorted(sender.sent)}",
+            message=lambda: f"delivered only {sorted(sender.webhook_ids())}",
         )
         await asyncio.sleep(0.1)  # anything else it would start, it starts now
     finally:
@@ -121,18 +101,18 @@ async def _run(consumer: _Consumer, until: int) -> _Sender:
         with contextlib.suppress(asyncio.CancelledError):
             await loop
     assert dispatcher.failure is None
-    return sender
+    return sender.webhook_ids()
 
 
 async def test_a_gap_in_a_batch_is_read_again_and_every_record_delivered_once() -> None:
     consumer = _Consumer(size=8, gap=range(3, 5))
-    sender = await _run(consumer, until=8)
+    sent = await _run(consumer, until=8)
     assert consumer.seeks == [3]  # back to the first missing offset
-    assert sorted(sender.sent) == sorted(f"msg_{o}" for o in range(8))
-    assert len(sender.sent) == 8  # none twice
+    assert sorted(sent) == sorted(_id(o) for o in range(8))
+    assert len(sent) == 8  # none twice
 
 
 async def test_records_after_a_gap_are_not_started_before_it() -> None:
     consumer = _Consumer(size=8, gap=range(3, 5))
-    sender = await _run(consumer, until=8)
-    assert sender.sent.index("msg_3") < sender.sent.index("msg_5")
+    sent = await _run(consumer, until=8)
+    assert sent.index(_id(3)) < sent.index(_id(5))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hookstream.engine.circuit import CircuitSettings
@@ -195,7 +197,7 @@ def test_deliveries_late_for_their_slots_are_spaced_not_bunched() -> None:
 
 
 def test_the_in_flight_age_bound_stops_at_the_request_timeout() -> None:
-    g = gate()
+    g = EndpointGate("ep_1", replace(gate().settings, request_timeout_s=10.0))
     for _ in range(2):
         g.admit(0.0)
         g.started(0.0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hookstream.engine.endpoint import Endpoint
-from hookstream.engine.matching import EndpointIndex, compile_globs, validate_glob
+from hookstream.engine.matching import EndpointIndex, compile_globs
+from hookstream.engine.names import glob_problem
 
 
 def _endpoint(eid: str, tenant: str, *globs: str, disabled: bool = False) -> Endpoint:
@@ -42,11 +43,11 @@ def test_glob_matching(globs: list[str], event_type: str, matches: bool) -> None
 
 @pytest.mark.parametrize("pattern", ["", "a..b", ".a", "a.", "a b", "a.[b]", "a?", "x" * 201])
 def test_invalid_globs_are_explained(pattern: str) -> None:
-    assert validate_glob(pattern)
+    assert glob_problem(pattern)
 
 
 def test_regex_metacharacters_in_types_are_literal() -> None:
-    assert validate_glob("a_b.c") is None
+    assert glob_problem("a_b.c") is None
     assert not compile_globs(["a_b.c"]).match("a_bxc")
 
 

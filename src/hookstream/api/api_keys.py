@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from hookstream.api import schemas
-from hookstream.api.operations import BODY, Operations
 from hookstream.api.paging import AFTER, LIMIT, id_page
 from hookstream.api.problems import NotFound, json_response
+from hookstream.api.routes import BODY, Operations
 from hookstream.api.state import CATALOG, SETTINGS
 from hookstream.engine.apikeys import new_api_key
 from hookstream.errors import FieldProblem, InvalidInput

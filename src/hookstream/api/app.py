@@ -1,7 +1,7 @@
 """The control API application: `create_app(settings)`.
 
 Routes live in one module per resource, each declared as an operation
-(operations.py) from which the OpenAPI document is generated; auth and
+(routes.py) from which the OpenAPI document is generated; auth and
 problem+json rendering are middlewares, so every route gets both. The registry
 and publisher are started in `cleanup_ctx` unless the caller passes running
 ones (tests, `hookstream dev`).
@@ -38,10 +38,10 @@ from hookstream.api import (
 )
 from hookstream.api.auth import auth_middleware
 from hookstream.api.observability import metrics_middleware
-from hookstream.api.operations import Operation
 from hookstream.api.problems import problem_middleware
 from hookstream.api.ratelimit import add_rate_headers
 from hookstream.api.redrive import RedriveTasks
+from hookstream.api.routes import Operation
 from hookstream.api.state import (
     CATALOG,
     METRICS,
@@ -56,12 +56,12 @@ from hookstream.api.state import (
     TASKS,
 )
 from hookstream.config import Settings
-from hookstream.consumers.catalog import Catalog
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.egress import build_sender
 from hookstream.errors import ConfigError
 from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
+from hookstream.views.catalog import Catalog
+from hookstream.views.registry import EndpointRegistry
 
 # Every declared operation, in the order the OpenAPI document lists them.
 OPERATIONS = (

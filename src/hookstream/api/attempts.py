@@ -9,12 +9,12 @@ from aiohttp import web
 
 from hookstream.api.auth import principal
 from hookstream.api.endpoints import find_endpoint
-from hookstream.api.operations import Operations
 from hookstream.api.paging import AFTER, LIMIT, page_limit, pair_cursor
 from hookstream.api.problems import NotFound, json_response
+from hookstream.api.routes import Operations
 from hookstream.api.schemas import OBJECT, page
 from hookstream.api.state import REDIS, REGISTRY, SETTINGS
-from hookstream.consumers.attempt_index import endpoint_key, message_key, routed_key
+from hookstream.redis_keys import RedisKeys
 
 routes = Operations("endpoints")
 
@@ -35,7 +35,7 @@ async def endpoint_attempts(request: web.Request) -> web.Response:
     """
     endpoint_id = (await find_endpoint(request)).id
     limit, cursor = page_limit(request), pair_cursor(request.query.get("after"))
-    key = endpoint_key(request.app[SETTINGS], endpoint_id)
+    key = RedisKeys(request.app[SETTINGS]).endpoint_attempts(endpoint_id)
     upper, skip = ("+inf", 0) if cursor is None else (str(cursor[0]), cursor[1])
     rows: list[Any] = await request.app[REDIS].zrevrangebyscore(
         key, upper, "-inf", start=skip, num=limit, withscores=True
@@ -55,9 +55,13 @@ async def message_status(request: web.Request) -> web.Response:
     """A message's state (pending, delivered, retrying with the next time, dead) and attempts."""
     message_id = request.match_info["message_id"]
     settings = request.app[SETTINGS]
-    rows: list[Any] = await request.app[REDIS].zrange(message_key(settings, message_id), 0, -1)
+    rows: list[Any] = await request.app[REDIS].zrange(
+        RedisKeys(settings).message_attempts(message_id), 0, -1
+    )
     if not rows:
-        routed: dict[Any, Any] = await request.app[REDIS].hgetall(routed_key(settings, message_id))
+        routed: dict[Any, Any] = await request.app[REDIS].hgetall(
+            RedisKeys(settings).routed(message_id)
+        )
         if not routed:
             raise NotFound(f"no message {message_id} in the recent index")
         fields = {k.decode(): v.decode() for k, v in routed.items()}

@@ -11,15 +11,15 @@ from aiohttp import web
 from hookstream.api import schemas
 from hookstream.api.auth import principal
 from hookstream.api.endpoints import find_endpoint
-from hookstream.api.operations import BODY, Operations, Param
 from hookstream.api.paging import AFTER, BAD_CURSOR, LIMIT, page_limit, pair_cursor
 from hookstream.api.problems import BadRequest, NotFound, json_response
+from hookstream.api.routes import BODY, Operations, Param
 from hookstream.api.schemas import OBJECT, page
 from hookstream.api.state import PRODUCER, SETTINGS, TASKS
-from hookstream.consumers.dlq import DeadLetterFilter, DeadLetterReader, redrive
 from hookstream.engine.clock import parse_rfc3339
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.topics import TopicNames
+from hookstream.views.dlq import DeadLetterFilter, DeadLetterReader, redrive
 
 routes = Operations("dlq")
 

@@ -9,9 +9,9 @@ from aiohttp import web
 from hookstream.api import schemas
 from hookstream.api.auth import principal, require_tenant
 from hookstream.api.destination_check import check_destination
-from hookstream.api.operations import BODY, Operations, Param
 from hookstream.api.paging import AFTER, LIMIT, id_page
 from hookstream.api.problems import Forbidden, NotFound, json_response
+from hookstream.api.routes import BODY, Operations, Param
 from hookstream.api.state import CATALOG, REGISTRY, SETTINGS
 from hookstream.engine.catalog import new_tenant
 from hookstream.engine.clock import rfc3339, system_clock

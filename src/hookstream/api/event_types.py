@@ -8,9 +8,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from hookstream.api import schemas
-from hookstream.api.operations import BODY, Operations
 from hookstream.api.paging import AFTER, LIMIT, id_page
 from hookstream.api.problems import NotFound, json_response
+from hookstream.api.routes import BODY, Operations
 from hookstream.api.state import CATALOG
 from hookstream.engine.catalog import new_event_type
 

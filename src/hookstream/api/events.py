@@ -18,11 +18,12 @@ from redis.exceptions import RedisError
 from hookstream.api import schemas
 from hookstream.api.auth import principal
 from hookstream.api.idempotency import Claim, IdempotencyStore
-from hookstream.api.operations import BODY, Operations
 from hookstream.api.problems import Conflict, Forbidden, json_response
+from hookstream.api.routes import BODY, Operations
 from hookstream.api.state import CATALOG, PUBLISHER, REDIS, SETTINGS
 from hookstream.engine.event import Event, validate_event
 from hookstream.errors import FieldProblem, InvalidInput
+from hookstream.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 routes = Operations("events")
@@ -110,9 +111,7 @@ async def _publish(
     Ids hookstream generated cannot repeat, so only the caller's are claimed.
     """
     settings = request.app[SETTINGS]
-    store = IdempotencyStore(
-        request.app[REDIS], settings.topic_prefix, settings.idempotency_window_s
-    )
+    store = IdempotencyStore(request.app[REDIS], RedisKeys(settings), settings.idempotency_window_s)
     first: dict[tuple[str, str], Event] = {}
     for event in events:
         first.setdefault((event.tenant, event.id), event)

@@ -12,13 +12,14 @@ from aiohttp import web
 
 from hookstream.api import schemas
 from hookstream.api.auth import principal
-from hookstream.api.operations import BODY, Operations
 from hookstream.api.problems import json_response
+from hookstream.api.routes import BODY, Operations
 from hookstream.api.state import SETTINGS
-from hookstream.consumers.recent_events import recent_events
 from hookstream.engine.filters import compile_filter
-from hookstream.engine.matching import compile_globs, validate_glob
+from hookstream.engine.matching import compile_globs
+from hookstream.engine.names import glob_problem
 from hookstream.errors import FieldProblem, InvalidInput
+from hookstream.views.recent_events import recent_events
 
 routes = Operations("filters")
 DEFAULT_LAST = 100
@@ -39,7 +40,7 @@ async def test_filter(request: web.Request) -> web.Response:
     predicate = compile_filter(body["filter"])
     types = None
     if "event_type" in body:
-        message = validate_glob(body["event_type"])
+        message = glob_problem(body["event_type"])
         if message:
             raise InvalidInput([FieldProblem("event_type", message)])
         types = compile_globs([body["event_type"]])

@@ -8,12 +8,12 @@ import orjson
 from aiohttp import web
 
 from hookstream.api.endpoints import find_endpoint
-from hookstream.api.operations import Deprecated, Operations
 from hookstream.api.problems import json_response
+from hookstream.api.routes import Deprecated, Operations
 from hookstream.api.schemas import ENDPOINT, OBJECT
 from hookstream.api.state import REDIS, REGISTRY, SETTINGS
-from hookstream.consumers.health import health_key
 from hookstream.engine.endpoint import Endpoint
+from hookstream.redis_keys import RedisKeys
 
 routes = Operations("endpoints")
 # PATCH /v1/endpoints/{id} {"disabled": false} does the same since 2026-11-23.
@@ -33,7 +33,7 @@ async def endpoint_health(request: web.Request) -> web.Response:
     clean bill of health (`observed_at` null).
     """
     endpoint = await find_endpoint(request)
-    raw = await request.app[REDIS].get(health_key(request.app[SETTINGS], endpoint.id))
+    raw = await request.app[REDIS].get(RedisKeys(request.app[SETTINGS]).health(endpoint.id))
     body = (
         orjson.loads(raw) if raw else _unobserved(endpoint, request.app[SETTINGS].health_window_s)
     )

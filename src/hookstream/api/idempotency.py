@@ -14,6 +14,8 @@ from enum import Enum
 
 from redis.asyncio import Redis
 
+from hookstream.redis_keys import RedisKeys
+
 
 class Claim(Enum):
     """What a claim found."""
@@ -26,13 +28,13 @@ class Claim(Enum):
 class IdempotencyStore:
     """Claims on (tenant, event id) in Redis for `window_s` seconds."""
 
-    def __init__(self, redis: Redis, prefix: str, window_s: int) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys, window_s: int) -> None:
         self._redis = redis
-        self._prefix = f"{prefix}idem:"
+        self._keys = keys
         self._window_s = window_s
 
     def _key(self, tenant: str, event_id: str) -> str:
-        return f"{self._prefix}{tenant}:{event_id}"
+        return self._keys.idempotency(tenant, event_id)
 
     async def claim(self, items: Sequence[tuple[str, str]]) -> list[Claim]:
         """Claim each (tenant, id); one round trip for all."""

@@ -2,7 +2,7 @@
 
 Nothing here is written by hand per route: paths, parameters, bodies, scopes
 and responses all come from the `Operations` declarations whose schemas also
-validate the requests (operations.py, schemas.py).
+validate the requests (routes.py, schemas.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from hookstream import __version__
-from hookstream.api.operations import DEPRECATION, Deprecated, Operation
+from hookstream.api.routes import DEPRECATION, Deprecated, Operation
 from hookstream.api.schemas import PROBLEM
 
 routes = web.RouteTableDef()

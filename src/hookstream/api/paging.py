@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from hookstream.api.operations import Param
 from hookstream.api.problems import BadRequest
+from hookstream.api.routes import Param
 
 T = TypeVar("T")
 

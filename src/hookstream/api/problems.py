@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from hookstream.engine import json_input
-from hookstream.errors import FieldProblem, InvalidInput
+from hookstream.errors import FieldProblem, InvalidInput, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,13 @@ class Unprocessable(Problem):
         return cls("the request body failed validation", errors=_errors(exc.problems))
 
 
+class ServiceUnavailable(Problem):
+    """A view this answer depends on is down; retry later."""
+
+    status = 503
+    title = "Service Unavailable"
+
+
 def _errors(problems: list[FieldProblem]) -> list[dict[str, str]]:
     return [{"field": p.field, "message": p.message} for p in problems]
 
@@ -118,6 +125,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return exc.response(request.path)
     except InvalidInput as exc:
         return Unprocessable.from_invalid(exc).response(request.path)
+    except RegistryUnavailable as exc:
+        log.error("API unavailable: config view stopped", extra={"error": str(exc)})
+        return ServiceUnavailable("configuration is unavailable; retry shortly").response(
+            request.path
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from hookstream.api.problems import Problem
 from hookstream.api.state import SETTINGS
+from hookstream.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ async def charge(request: web.Request, key_id: str, tier_name: str) -> None:
     settings = request.app[SETTINGS]
     tier = settings.rate_tiers.get(tier_name) or settings.rate_tiers[settings.api_default_tier]
     emission_ms = 3_600_000 / tier.per_hour
-    bucket = f"{settings.topic_prefix}ratelimit:{key_id}"
+    bucket = RedisKeys(settings).rate_bucket(key_id)
     try:
         allowed, remaining, reset_ms, retry_ms = await request.app[RATE_SCRIPT](
             [bucket], [str(emission_ms), str(tier.burst)]

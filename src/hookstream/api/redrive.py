@@ -19,8 +19,9 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from hookstream.config import Settings
-from hookstream.consumers.dlq import DeadLetterFilter, DeadLetterReader, redrive
+from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
+from hookstream.views.dlq import DeadLetterFilter, DeadLetterReader, redrive
 
 log = logging.getLogger(__name__)
 TASK_TTL_S = 7 * 24 * 3600
@@ -78,11 +79,6 @@ class RedriveTasks:
         await self._save(task_id, state="done", redriven=redriven, finished_at=time.time())
 
     async def _save(self, task_id: str, **fields: Any) -> None:
-        key = task_key(self._settings, task_id)
+        key = RedisKeys(self._settings).task(task_id)
         await self._redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
         await self._redis.expire(key, TASK_TTL_S)
-
-
-def task_key(settings: Settings, task_id: str) -> str:
-    """Redis key of a task's progress."""
-    return f"{settings.topic_prefix}tasks:{task_id}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hookstream.engine import catalog, custom_headers, endpoint, event
+from hookstream.engine import catalog, custom_headers, endpoint, names
 from hookstream.engine.apikeys import SCOPES
 from hookstream.engine.retry import MAX_ATTEMPTS_LIMIT, RETRY_POLICY_KINDS
 
@@ -50,7 +50,7 @@ ENDPOINT_FIELDS: Schema = {
         "maxItems": endpoint.MAX_EVENT_TYPES,
         "items": {"type": "string", "minLength": 1, "maxLength": 200},
     },
-    "channels": {"type": "array", "maxItems": endpoint.MAX_CHANNELS, "items": ID},
+    "channels": {"type": "array", "maxItems": names.MAX_CHANNELS, "items": ID},
     "filter": FILTER,
     "headers": HEADERS,
     "rate_limit": {"type": "number", "exclusiveMinimum": 0, "maximum": endpoint.MAX_RATE_LIMIT},
@@ -158,7 +158,7 @@ TENANT: Schema = {
 EVENT_TYPE_CREATE: Schema = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": event.MAX_TYPE_LENGTH},
+        "name": {"type": "string", "minLength": 1, "maxLength": names.MAX_TYPE_LENGTH},
         "description": {"type": "string", "maxLength": catalog.MAX_DESCRIPTION},
         "schema": {
             "type": ["object", "null"],
@@ -183,11 +183,11 @@ EVENT: Schema = {
     "type": "object",
     "properties": {
         "id": ID,
-        "type": {"type": "string", "minLength": 1, "maxLength": event.MAX_TYPE_LENGTH},
+        "type": {"type": "string", "minLength": 1, "maxLength": names.MAX_TYPE_LENGTH},
         "tenant": ID,
         "subject": {"type": "string", "minLength": 1, "maxLength": 256},
         "occurred_at": {"type": "string"},
-        "channels": {"type": "array", "maxItems": event.MAX_CHANNELS, "items": ID},
+        "channels": {"type": "array", "maxItems": names.MAX_CHANNELS, "items": ID},
         "data": {"type": "object"},
     },
     "required": ["type", "data"],

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from hookstream.api import schemas
 from hookstream.api.endpoints import ENDPOINT_ID, find_endpoint
-from hookstream.api.operations import Operations
 from hookstream.api.problems import json_response
+from hookstream.api.routes import Operations
 from hookstream.api.state import SENDER
 from hookstream.egress import USER_AGENT
 from hookstream.engine.clock import rfc3339, system_clock

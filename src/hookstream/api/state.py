@@ -10,10 +10,10 @@ from redis.asyncio import Redis
 
 from hookstream.api.redrive import RedriveTasks
 from hookstream.config import Settings
-from hookstream.consumers.catalog import Catalog
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.egress import HttpSender
 from hookstream.producers import EventPublisher
+from hookstream.views.catalog import Catalog
+from hookstream.views.registry import EndpointRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", EndpointRegistry)

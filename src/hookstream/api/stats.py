@@ -15,15 +15,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hookstream.api.operations import Operations, Param
 from hookstream.api.problems import json_response
+from hookstream.api.routes import Operations, Param
 from hookstream.api.schemas import OBJECT
 from hookstream.api.state import REDIS, REGISTRY, SETTINGS
-from hookstream.consumers.health import health_index_key, health_key
-from hookstream.consumers.lag import gauges_key
-from hookstream.consumers.metrics import LATENCY_BUCKETS, ROLLUP_STEP_S, rollup_key
+from hookstream.consumers.metrics import LATENCY_BUCKETS, ROLLUP_STEP_S
 from hookstream.engine.clock import rfc3339
 from hookstream.errors import FieldProblem, InvalidInput
+from hookstream.redis_keys import RedisKeys
 
 routes = Operations("operations")
 
@@ -45,14 +44,15 @@ async def stats(request: web.Request) -> web.Response:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_MINUTES:
         raise InvalidInput([FieldProblem("minutes", f"must be a whole number 1-{MAX_MINUTES}")])
     settings = request.app[SETTINGS]
+    keys = RedisKeys(settings)
     redis = request.app[REDIS]
     end = int(time.time()) // ROLLUP_STEP_S * ROLLUP_STEP_S
     starts = list(range(end - int(raw) * 60 + ROLLUP_STEP_S, end + 1, ROLLUP_STEP_S))
     async with redis.pipeline(transaction=False) as pipe:
         for start in starts:
-            pipe.hgetall(rollup_key(settings.topic_prefix, start))
-        pipe.zrange(health_index_key(settings), 0, MAX_INDEXED - 1, withscores=True)
-        pipe.hgetall(gauges_key(settings))
+            pipe.hgetall(keys.rollup(start))
+        pipe.zrange(keys.health_index, 0, MAX_INDEXED - 1, withscores=True)
+        pipe.hgetall(keys.gauges)
         replies = await pipe.execute()
     steps, ranked, gauges = replies[: len(starts)], replies[-2], replies[-1]
 
@@ -74,7 +74,7 @@ async def stats(request: web.Request) -> web.Response:
         if endpoint_id not in seen:
             counts["disabled" if endpoint.disabled else "healthy"] += 1
     worst_ids = [endpoint_id for endpoint_id, _ in observed[:WORST]]
-    snapshots = await redis.mget([health_key(settings, i) for i in worst_ids]) if worst_ids else []
+    snapshots = await redis.mget([keys.health(i) for i in worst_ids]) if worst_ids else []
     worst = []
     for endpoint_id, snapshot in zip(worst_ids, snapshots, strict=True):
         endpoint = known[endpoint_id]

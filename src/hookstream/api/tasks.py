@@ -7,11 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from hookstream.api.auth import principal
-from hookstream.api.operations import Operations
 from hookstream.api.problems import NotFound, json_response
-from hookstream.api.redrive import task_key
+from hookstream.api.routes import Operations
 from hookstream.api.schemas import OBJECT
 from hookstream.api.state import REDIS, SETTINGS
+from hookstream.redis_keys import RedisKeys
 
 routes = Operations("dlq")
 
@@ -20,7 +20,9 @@ routes = Operations("dlq")
 async def get_task(request: web.Request) -> web.Response:
     """A task's state (running, done, failed, interrupted) and counts."""
     task_id = request.match_info["task_id"]
-    raw: dict[Any, Any] = await request.app[REDIS].hgetall(task_key(request.app[SETTINGS], task_id))
+    raw: dict[Any, Any] = await request.app[REDIS].hgetall(
+        RedisKeys(request.app[SETTINGS]).task(task_id)
+    )
     fields = {k.decode(): v.decode() for k, v in raw.items()}
     bound = principal(request).tenant
     if not fields or (bound is not None and fields.get("tenant") != bound):

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from hookstream.api import schemas
 from hookstream.api.auth import principal, require_tenant
-from hookstream.api.operations import BODY, Operations
 from hookstream.api.paging import AFTER, LIMIT, id_page
 from hookstream.api.problems import Conflict, NotFound, json_response
+from hookstream.api.routes import BODY, Operations
 from hookstream.api.state import CATALOG, REGISTRY
 from hookstream.engine.catalog import Tenant, new_tenant
 

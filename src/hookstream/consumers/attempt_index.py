@@ -32,27 +32,13 @@ from redis.exceptions import RedisError
 
 from hookstream.config import Settings
 from hookstream.kafka import LogEndGuard, consumer_options, stop_client
+from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 KEEP_PER_ENDPOINT = 1000
 MESSAGE_TTL_S = 7 * 24 * 3600
-
-
-def endpoint_key(settings: Settings, endpoint_id: str) -> str:
-    """Redis key of an endpoint's recent attempts."""
-    return f"{settings.topic_prefix}attempts:endpoint:{endpoint_id}"
-
-
-def message_key(settings: Settings, message_id: str) -> str:
-    """Redis key of a message's attempts."""
-    return f"{settings.topic_prefix}attempts:message:{message_id}"
-
-
-def routed_key(settings: Settings, message_id: str) -> str:
-    """Redis key of a routed message's identity."""
-    return f"{settings.topic_prefix}messages:{message_id}"
 
 
 def score(attempt: dict[str, Any]) -> int:
@@ -67,6 +53,7 @@ class AttemptIndex:
         self._settings = settings
         self._redis = redis
         self._names = TopicNames(settings)
+        self._keys = RedisKeys(settings)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.indexed = 0
@@ -133,7 +120,7 @@ class AttemptIndex:
         for message in routed:
             if not message:
                 continue
-            key = routed_key(self._settings, message["message_id"])
+            key = self._keys.routed(message["message_id"])
             pipe.hsetnx(key, "routed_at", message["routed_at"])
             pipe.hset(
                 key,
@@ -143,8 +130,8 @@ class AttemptIndex:
         endpoints = set()
         for attempt in records:
             member = orjson.dumps(attempt)
-            ep_key = endpoint_key(self._settings, attempt["endpoint_id"])
-            msg_key = message_key(self._settings, attempt["message_id"])
+            ep_key = self._keys.endpoint_attempts(attempt["endpoint_id"])
+            msg_key = self._keys.message_attempts(attempt["message_id"])
             pipe.zadd(ep_key, {member: score(attempt)})
             pipe.zadd(msg_key, {member: score(attempt)})
             pipe.expire(msg_key, MESSAGE_TTL_S)
@@ -178,4 +165,4 @@ def _routed(headers: Sequence[tuple[str, bytes]], timestamp_ms: int) -> dict[str
             "routed_at": timestamp_ms / 1000,
         }
     except (KeyError, UnicodeDecodeError):
-        return {}  # a poison delivery record: the dispatcher parks it
+        return {}  # a poison delivery record: the courier dead-letters it

@@ -1,16 +1,16 @@
-"""The dispatcher: consumes `deliveries`, signs, POSTs, settles, commits.
+"""The dispatcher: consumes `deliveries` and the retry tiers, hands each record to
+the courier, commits.
 
-Reads in the order things happen: fetch → admit → sign → send → settle →
-commit. Deliveries run concurrently inside a bounded in-flight window and
-finish out of order; the offset tracker commits per partition only up to the
-lowest record without a durable outcome, so a crash re-delivers (same
-webhook-id) rather than loses.
+Reads in the order things happen: fetch → (courier: admit → sign → send →
+settle → act) → commit. Deliveries run concurrently inside a bounded
+in-flight window and finish out of order; the offset tracker commits per
+partition only up to the lowest record without a durable outcome, so a crash
+re-delivers (same webhook-id) rather than loses.
 
-Admission is per endpoint (engine/gate.py through the health book): a
-delivery whose endpoint's circuit is open, or that would wait more than
-`endpoint_hold_max_s` for the endpoint's rate or concurrency slot, is parked
-in a retry tier with the same attempt number, so a sick or saturated
-endpoint holds at most a small, bounded share of the window.
+This module owns the Kafka side: the window, offset holes (decision 011), the
+pause of a tier partition until its head is ready, commits, and draining
+revoked partitions on a rebalance. What happens to one record is
+consumers/courier.py.
 """
 
 from __future__ import annotations
@@ -20,80 +20,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import Protocol
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from hookstream.config import Settings
-from hookstream.consumers.attempts import AttemptLog, attempt_entry
-from hookstream.consumers.health import HealthBook
-from hookstream.consumers.metrics import WorkerMetrics
-from hookstream.consumers.registry import EndpointRegistry
-from hookstream.egress import USER_AGENT
-from hookstream.engine.delivery import DeliveryTask
-from hookstream.engine.endpoint import Endpoint
+from hookstream.consumers.courier import Courier
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
-from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict, judge
-from hookstream.engine.signing import secret_key, signed_headers
-from hookstream.errors import InvalidInput
 from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-# One line per attempt: successes only when debugging, failures always.
-_OUTCOME_LEVEL = {
-    Verdict.DELIVERED: logging.DEBUG,
-    Verdict.RETRY: logging.INFO,
-    Verdict.DEAD: logging.WARNING,
-}
-
-
-class FailureHandler(Protocol):
-    """Where an unsent or failed delivery goes (retry tier, dead letters); durable on return."""
-
-    def wait_for(
-        self, task: DeliveryTask, endpoint: Endpoint, result: AttemptResult
-    ) -> float | None:
-        """Seconds until the next attempt, or None when no attempt is left."""
-        ...
-
-    async def handle(
-        self,
-        task: DeliveryTask,
-        result: AttemptResult,
-        verdict: Verdict,
-        reason: str,
-        wait_s: float | None,
-    ) -> None:
-        """Make the failure durable: when this returns, the record's offset may be committed."""
-        ...
-
-    async def dead(self, task: DeliveryTask, reason: str) -> None:
-        """Dead-letter a task that will not be attempted at all."""
-        ...
-
-    async def poison(self, record: ConsumerRecord[bytes, bytes], reason: str, source: str) -> None:
-        """Dead-letter a record that is not a readable delivery, as it was."""
-        ...
-
-    async def park(self, task: DeliveryTask, wait_s: float, *, reserved: bool) -> None:
-        """Hold back a task that was not sent, same attempt, due in `wait_s`."""
-        ...
-
-    async def hop(self, task: DeliveryTask) -> None:
-        """Place a tier record that is ready but not due again, for the rest of its wait."""
-        ...
-
-    async def disable(self, endpoint_id: str, why: str) -> None:
-        """Disable an endpoint and say so to its tenant."""
-        ...
-
 
 HOLE_ACCEPT_S = 30.0  # how long a gap in a partition's offsets is read again before it is accepted
 
@@ -104,43 +43,25 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        registry: EndpointRegistry,
-        sender: Sender,
-        failures: FailureHandler,
-        health: HealthBook,
+        courier: Courier,
         *,
-        attempt_log: AttemptLog | None = None,
-        metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._names = TopicNames(settings)
-        self._registry = registry
-        self._sender = sender
-        self._failures = failures
-        self._health = health
-        self._attempt_log = attempt_log
-        self._metrics = metrics
+        self.courier = courier
         self._topics = [self._names.deliveries, *self._names.retry_tiers.values()]
         self._resumers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._clock = clock
         self._window = asyncio.Semaphore(settings.in_flight)
-        # A webhook body is an event plus a small envelope; anything far past
-        # the event limit was not written by the router.
-        self._max_body_bytes = settings.max_event_bytes + 64 * 1024
         self._tracker = OffsetTracker()
         self._guard = LogEndGuard("dispatcher", settings.bootstrap)
         self._generation = 0  # bumped when a rebalance revokes partitions
         self._holes = HoleWatch(HOLE_ACCEPT_S)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._keys: dict[str, tuple[bytes, ...]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._loops: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
-        self.delivered = 0
-        self.failed = 0
-        self.dropped = 0
-        self.parked = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -181,7 +102,7 @@ class Dispatcher:
             await self._commit()
             await stop_client(self._consumer)
 
-    # -- fetch → admit -----------------------------------------------------
+    # -- fetch ---------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
         consumer = self._consumer
@@ -255,28 +176,11 @@ class Dispatcher:
         if consumer is not None and tp in consumer.assignment():
             consumer.resume(tp)
 
-    # -- sign → send → settle ----------------------------------------------
+    # -- hand on ------------------------------------------------------------
 
     async def _deliver(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            try:
-                task = DeliveryTask.from_record(
-                    record.headers, record.value, max_body_bytes=self._max_body_bytes
-                )
-            except InvalidInput as exc:
-                self.dropped += 1
-                if self._metrics is not None:
-                    self._metrics.dropped()
-                await self._failures.poison(
-                    record,
-                    f"unreadable delivery record: {exc}",
-                    record.topic.removeprefix(self._settings.topic_prefix),
-                )
-            else:
-                if task.due_at_ms > self._clock() * 1000:
-                    await self._failures.hop(task)  # ready, not due: on to the next tier
-                else:
-                    await self._attempt(tp, task, record.timestamp / 1000)
+            await self.courier.deliver(tp, record)
             self._tracker.finish(tp, record.offset)
         except Exception as exc:
             # A bug, not a delivery failure: leave the offset unfinished (so it is
@@ -284,101 +188,6 @@ class Dispatcher:
             self._fail(exc)
         finally:
             self._window.release()
-
-    async def _attempt(self, tp: TopicPartition, task: DeliveryTask, routed_at: float) -> None:
-        endpoint = self._registry.get(task.endpoint_id)
-        if endpoint is None:
-            # Another worker may have routed this with a fresher view of the
-            # registry: catch up to when the record was written before
-            # concluding the endpoint was deleted.
-            await self._registry.barrier(routed_at)
-            endpoint = self._registry.get(task.endpoint_id)
-        if endpoint is None:
-            self.dropped += 1
-            if self._metrics is not None:
-                self._metrics.dropped()
-            log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
-            return
-        gate = self._health.gate(endpoint, tp)
-        if endpoint.disabled:
-            reason = "endpoint disabled"
-            if endpoint.disabled_reason:
-                reason += f": {endpoint.disabled_reason}"
-            await self._failures.dead(task, reason)
-            return
-        admission = gate.admit(self._clock(), reserved=task.reserved)
-        if admission.park_s is not None:
-            self.parked += 1
-            if self._metrics is not None:
-                self._metrics.parked()
-            self._health.touched(gate)
-            await self._failures.park(task, admission.park_s, reserved=admission.reserved)
-            return
-        if admission.wait_s > 0:
-            await asyncio.sleep(admission.wait_s)  # its rate-limit slot
-        await self._health.take_slot(gate)
-        if (pace_s := gate.pace(self._clock())) > 0:
-            await asyncio.sleep(pace_s)  # late for its slot: no bunching with those on time
-        started_at = self._clock()
-        result = await self._sender.send(self._sign(task, endpoint))
-        self._health.settle(gate, result, probe=admission.probe)
-        verdict, reason = judge(result)
-        wait_s = None
-        if not result.ok and gate.should_disable(self._clock()):
-            why = f"no successful attempt for {_duration(gate.settings.auto_disable_after_s)}"
-            await self._failures.disable(endpoint.id, why)
-            verdict, reason = Verdict.DEAD, f"endpoint disabled: {why}"
-        elif verdict is Verdict.RETRY:
-            wait_s = self._failures.wait_for(task, endpoint, result)
-        entry = attempt_entry(task, result, verdict, started_at)
-        # A retryable failure with no attempt left is dead, for metrics and logs.
-        outcome = Verdict.DEAD if verdict is Verdict.RETRY and wait_s is None else verdict
-        if self._metrics is not None:
-            self._metrics.attempted(outcome, result.duration_ms, task.occurred_at_ms)
-        level = _OUTCOME_LEVEL[outcome]
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                f"delivery {outcome.value}",
-                extra={
-                    **task.log_fields(),
-                    "status": result.status,
-                    "error": result.error_class,
-                    "duration_ms": round(result.duration_ms, 1),
-                    "reason": reason,
-                    "retry_in_s": None if wait_s is None else round(wait_s, 3),
-                },
-            )
-        if self._attempt_log is not None:
-            next_at = None if wait_s is None else started_at + wait_s
-            await self._attempt_log.record(task, entry, result, next_at)
-        if verdict is Verdict.DELIVERED:
-            self.delivered += 1
-            return
-        self.failed += 1
-        task = replace(task, history=orjson.dumps(task.with_attempt(entry)))
-        await self._failures.handle(task, result, verdict, reason, wait_s)
-
-    def _sign(self, task: DeliveryTask, endpoint: Endpoint) -> OutgoingRequest:
-        now = self._clock()
-        keys = self._keys.get(endpoint.secret) if not endpoint.previous_secrets else None
-        if keys is None:
-            if len(self._keys) > 100_000:
-                self._keys.clear()
-            keys = tuple(secret_key(s) for s in endpoint.signing_secrets(now))
-            if not endpoint.previous_secrets:
-                self._keys[endpoint.secret] = keys
-        headers = signed_headers(
-            keys,
-            task.message_id,
-            int(now),
-            task.body,
-            endpoint.headers,
-            user_agent=USER_AGENT,
-            hookstream_event_id=task.event_id,
-            hookstream_attempt=str(task.attempt),
-        )
-        return OutgoingRequest(url=endpoint.url, headers=headers, body=task.body)
 
     # -- commit ------------------------------------------------------------
 
@@ -424,7 +233,7 @@ class Dispatcher:
         ):
             await asyncio.sleep(0.01)
         await self._commit(only=revoked)
-        self._health.forget(revoked)
+        self.courier.forget(revoked)
         for tp in revoked:
             self._tracker.forget(tp)
             self._holes.forget(tp)
@@ -442,14 +251,6 @@ class Dispatcher:
         if self.failure is None:
             self.failure = exc
             log.critical("dispatcher failed", exc_info=exc)
-
-
-def _duration(seconds: float) -> str:
-    """3600 → "1h", 432000 → "5d", 1.5 → "1.5s"."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _past_end(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:

@@ -17,18 +17,18 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hookstream.consumers.health import HealthBook
+from hookstream.consumers.gates import EndpointGates
 from hookstream.engine.circuit import CircuitState
 from hookstream.engine.health import HealthState
 
 
 class HealthCollector(Collector):
-    """Reads the health book at scrape time; holds no series of its own."""
+    """Reads the endpoint gates at scrape time; holds no series of its own."""
 
     def __init__(
-        self, book: HealthBook, series: int, clock: Callable[[], float] = time.time
+        self, gates: EndpointGates, series: int, clock: Callable[[], float] = time.time
     ) -> None:
-        self._book = book
+        self._gates = gates
         self._series = series
         self._clock = clock
 
@@ -38,9 +38,9 @@ class HealthCollector(Collector):
         rows = []
         states: Counter[str] = Counter({state.value: 0 for state in HealthState})
         open_circuits = 0
-        for gate in self._book.gates():
+        for gate in self._gates.all():
             is_open = gate.circuit.state is not CircuitState.CLOSED
-            state = gate.state(now, disabled=self._book.is_disabled(gate.endpoint_id))
+            state = gate.state(now, disabled=self._gates.is_disabled(gate.endpoint_id))
             states[state.value] += 1
             open_circuits += is_open
             rows.append((gate.window.score(now), not is_open, gate.endpoint_id, is_open))

@@ -27,14 +27,10 @@ from redis.exceptions import RedisError
 
 from hookstream.config import Settings
 from hookstream.kafka import consumer_options
+from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-
-def gauges_key(settings: Settings) -> str:
-    """Redis hash of the latest cluster-wide gauges (dlq, retry_pending, at)."""
-    return f"{settings.topic_prefix}gauges"
 
 
 class LagMonitor:
@@ -142,7 +138,7 @@ class LagMonitor:
             pending = sum(behind(topic) for topic in tiers)
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.hset(
-                    gauges_key(self._settings),
+                    RedisKeys(self._settings).gauges,
                     mapping={"dlq": dlq, "retry_pending": pending, "at": time.time()},
                 )
 

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hookstream.engine.outcome import Verdict
+from hookstream.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 ROLLUP_STEP_S = 10  # the dashboard's resolution
 ROLLUP_TTL_S = 2 * 3600
-
-
-def rollup_key(prefix: str, bucket_start: int) -> str:
-    """Redis hash of one 10-second step of delivery counts (summed over workers)."""
-    return f"{prefix}stats:{bucket_start}"
 
 
 class WorkerMetrics:
@@ -103,10 +99,10 @@ def _bucket_index(latency_s: float) -> int:
 class RollupFlusher:
     """Adds the worker's per-step counts into Redis every second (soft state)."""
 
-    def __init__(self, metrics: WorkerMetrics, redis: Redis, prefix: str) -> None:
+    def __init__(self, metrics: WorkerMetrics, redis: Redis, keys: RedisKeys) -> None:
         self._metrics = metrics
         self._redis = redis
-        self._prefix = prefix
+        self._keys = keys
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -132,7 +128,7 @@ class RollupFlusher:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for start, fields in pending.items():
-                key = rollup_key(self._prefix, start)
+                key = self._keys.rollup(start)
                 for name, count in fields.items():
                     pipe.hincrby(key, name, count)
                 pipe.expire(key, ROLLUP_TTL_S)

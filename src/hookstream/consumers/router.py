@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hookstream.config import Settings
-from hookstream.consumers.catalog import Catalog
-from hookstream.consumers.dlq import DeadLetters
+from hookstream.consumers.dead_letters import DeadLetters
 from hookstream.consumers.metrics import WorkerMetrics
-from hookstream.consumers.registry import EndpointRegistry
 from hookstream.consumers.router_app import router_app
 from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import decode_event
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.topics import TopicNames
+from hookstream.views.catalog import Catalog
+from hookstream.views.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ class Router:
         self._metrics = metrics
         self._max_event_bytes = settings.max_event_bytes
         names = TopicNames(settings)
-        self.routed = 0
         self.poison = 0
         self._dead_letters: DeadLetters | None = None
         self.app = router_app(
@@ -66,11 +66,11 @@ class Router:
         self._events = self.app.topic(names.events, **raw)
         self._deliveries = self.app.topic(names.deliveries, **raw)
         self.app.agent(self._events, name="route", concurrency=settings.router_concurrency)(
-            self._agent
+            self._agent(operational=False)
         )
-        # hookstream's own events (consumers/ops.py) go to operational endpoints only.
+        # hookstream's own events (consumers/ops_events.py) go to operational endpoints only.
         self._ops = self.app.topic(names.ops, **raw)
-        self.app.agent(self._ops, name="route-ops", concurrency=4)(self._ops_agent)
+        self.app.agent(self._ops, name="route-ops", concurrency=4)(self._agent(operational=True))
 
     async def start(self, dead_letters: DeadLetters) -> None:
         """Join the router group; returns once partitions are assigned. Poison records
@@ -82,26 +82,19 @@ class Router:
         """Finish the events in hand, commit, leave the group."""
         await self.app.stop()
 
-    async def _agent(self, stream: Any) -> None:
-        async for record in stream.events():
-            message = record.message
-            await self.route(
-                message.key,
-                message.value,
-                message.timestamp,
-                position=(message.topic, message.partition, message.offset),
-            )
+    def _agent(self, *, operational: bool) -> Callable[[Any], Awaitable[None]]:
+        async def agent(stream: Any) -> None:
+            async for record in stream.events():
+                message = record.message
+                await self.route(
+                    message.key,
+                    message.value,
+                    message.timestamp,
+                    operational=operational,
+                    position=(message.topic, message.partition, message.offset),
+                )
 
-    async def _ops_agent(self, stream: Any) -> None:
-        async for record in stream.events():
-            message = record.message
-            await self.route(
-                message.key,
-                message.value,
-                message.timestamp,
-                operational=True,
-                position=(message.topic, message.partition, message.offset),
-            )
+        return agent
 
     async def route(
         self,
@@ -148,4 +141,3 @@ class Router:
                 )
             )
         await asyncio.gather(*acks)
-        self.routed += len(acks)

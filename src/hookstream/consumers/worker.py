@@ -20,21 +20,25 @@ from redis.exceptions import RedisError
 from hookstream.config import Settings
 from hookstream.consumers.attempt_index import AttemptIndex
 from hookstream.consumers.attempts import AttemptLog
-from hookstream.consumers.catalog import Catalog
+from hookstream.consumers.courier import Courier
+from hookstream.consumers.dead_letters import DeadLetters
+from hookstream.consumers.disabling import EndpointDisabler
 from hookstream.consumers.dispatcher import Dispatcher
-from hookstream.consumers.dlq import DeadLetters
+from hookstream.consumers.gates import EndpointGates
 from hookstream.consumers.health import HealthBook
 from hookstream.consumers.health_metrics import HealthCollector
 from hookstream.consumers.lag import LagMonitor
 from hookstream.consumers.metrics import RollupFlusher, WorkerMetrics
-from hookstream.consumers.ops import OpsEvents
-from hookstream.consumers.registry import EndpointRegistry
+from hookstream.consumers.ops_events import OpsEvents
 from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
 from hookstream.consumers.worker_http import serve
 from hookstream.egress import build_sender
 from hookstream.kafka import producer_options
+from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
+from hookstream.views.catalog import Catalog
+from hookstream.views.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class Worker:
         self.attempt_index: AttemptIndex | None = None
         self.retry_tiers: RetryTiers | None = None
         self.dead_letters: DeadLetters | None = None
+        self.gates = EndpointGates(settings.gate_settings)
+        self.courier: Courier | None = None
         self.health: HealthBook | None = None
         self.ops: OpsEvents | None = None
         self._http: web.AppRunner | None = None
@@ -80,30 +86,27 @@ class Worker:
             self._producer, names.dlq, max_value_bytes=self.settings.max_event_bytes + 128 * 1024
         )
         self.ops = OpsEvents(self._producer, names.ops)
-        self.retry_tiers = RetryTiers(
-            self.settings.retry_policy,
-            names.retry_tiers,
-            self._producer,
-            self.dead_letters,
-            self.registry,
-            self.ops,
-        )
+        self.retry_tiers = RetryTiers(names.retry_tiers, self._producer)
         self._redis = Redis.from_url(self.settings.redis_url)
-        self.health = HealthBook(self.settings, self._producer, self._redis)
+        self.health = HealthBook(self.settings, self.gates, self._producer, self._redis)
         await self.health.start()
-        self.dispatcher = Dispatcher(
+        self.courier = Courier(
             self.settings,
             self.registry,
             sender,
-            self.retry_tiers,
-            self.health,
+            self.gates,
+            tiers=self.retry_tiers,
+            dead_letters=self.dead_letters,
+            disabler=EndpointDisabler(self.registry, self.ops),
+            ops=self.ops,
             attempt_log=AttemptLog(self._producer, names.attempts),
             metrics=self.metrics,
         )
+        self.dispatcher = Dispatcher(self.settings, self.courier)
         self.metrics_registry.register(
-            HealthCollector(self.health, self.settings.metrics_endpoint_series)
+            HealthCollector(self.gates, self.settings.metrics_endpoint_series)
         )
-        self._rollup = RollupFlusher(self.metrics, self._redis, self.settings.topic_prefix)
+        self._rollup = RollupFlusher(self.metrics, self._redis, RedisKeys(self.settings))
         await self._rollup.start()
         self.lag = LagMonitor(self.settings, self.metrics_registry, redis=self._redis)
         await self.lag.start()

@@ -18,7 +18,7 @@ import jsonschema_rs
 import orjson
 
 from hookstream.engine.clock import Clock, rfc3339, system_clock
-from hookstream.engine.event import EVENT_TYPE_RE, ID_RE, MAX_TYPE_LENGTH
+from hookstream.engine.names import ID_RE, event_type_problem
 from hookstream.errors import FieldProblem, InvalidInput
 
 MAX_NAME = 200
@@ -145,8 +145,8 @@ def new_event_type(raw: dict[str, Any], clock: Clock = system_clock) -> EventTyp
     """An event type from a creation body; InvalidInput names a bad name or schema."""
     name = raw["name"]
     problems: list[FieldProblem] = []
-    if len(name) > MAX_TYPE_LENGTH or not EVENT_TYPE_RE.match(name):
-        problems.append(FieldProblem("name", "must be dot-separated words of [a-zA-Z0-9_]"))
+    if message := event_type_problem(name):
+        problems.append(FieldProblem("name", message))
     schema = raw.get("schema")
     if schema is not None:
         if len(orjson.dumps(schema)) > MAX_SCHEMA_BYTES:

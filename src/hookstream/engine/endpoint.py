@@ -12,9 +12,8 @@ from hookstream.engine.catalog import metadata_problems
 from hookstream.engine.clock import Clock, rfc3339, system_clock
 from hookstream.engine.custom_headers import header_problems
 from hookstream.engine.destinations import EgressPolicy, check_url
-from hookstream.engine.event import ID_RE
 from hookstream.engine.filters import compile_filter
-from hookstream.engine.matching import validate_glob
+from hookstream.engine.names import ID_RE, ID_RULE, MAX_CHANNELS, are_channels, glob_problem
 from hookstream.engine.retry import MAX_ATTEMPTS_LIMIT, RETRY_POLICY_KINDS
 from hookstream.engine.signing import generate_secret
 from hookstream.errors import FieldProblem, InvalidInput
@@ -23,7 +22,6 @@ MAX_EVENT_TYPES = 100
 MAX_DESCRIPTION = 1000
 MAX_RATE_LIMIT = 10_000.0  # requests/s
 MAX_CONCURRENCY = 1000
-MAX_CHANNELS = 10
 # Fields a PATCH may change (`url`... `operational`); `tenant` only on create.
 MUTABLE_FIELDS = frozenset(
     {
@@ -250,7 +248,7 @@ def _event_types(value: Any, _: EgressPolicy, problems: list[FieldProblem]) -> A
         problems.append(FieldProblem("event_types", f"at most {MAX_EVENT_TYPES} patterns"))
     else:
         for i, pattern in enumerate(value):
-            message = validate_glob(pattern)
+            message = glob_problem(pattern)
             if message:
                 problems.append(FieldProblem(f"event_types[{i}]", message))
         return tuple(dict.fromkeys(value))
@@ -258,10 +256,8 @@ def _event_types(value: Any, _: EgressPolicy, problems: list[FieldProblem]) -> A
 
 
 def _channels(value: Any, _: EgressPolicy, problems: list[FieldProblem]) -> Any:
-    if not isinstance(value, list) or len(value) > MAX_CHANNELS:
-        problems.append(FieldProblem("channels", f"must be a list of at most {MAX_CHANNELS}"))
-    elif not all(isinstance(c, str) and ID_RE.match(c) for c in value):
-        problems.append(FieldProblem("channels", "each is 1-128 characters of [a-zA-Z0-9_.:-]"))
+    if not are_channels(value):
+        problems.append(FieldProblem("channels", f"at most {MAX_CHANNELS} of {ID_RULE}"))
     return tuple(dict.fromkeys(value)) if isinstance(value, list) else None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -12,15 +11,18 @@ import orjson
 from hookstream.engine import json_input
 from hookstream.engine.clock import Clock, parse_rfc3339, rfc3339, system_clock
 from hookstream.engine.json_input import value_problems
+from hookstream.engine.names import (
+    ID_RE,
+    ID_RULE,
+    MAX_CHANNELS,
+    are_channels,
+    event_type_problem,
+)
 from hookstream.errors import FieldProblem, InvalidInput
 
 # Dot-separated words of letters, digits and underscores: invoice.paid, user_v2.created.
-EVENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)*$")
 # Ids and tenants: safe in URLs, headers and Kafka keys.
-ID_RE = re.compile(r"^[a-zA-Z0-9_.:\-]{1,128}$")
-MAX_TYPE_LENGTH = 200
 ENVELOPE_FIELDS = frozenset({"id", "type", "tenant", "subject", "occurred_at", "data", "channels"})
-MAX_CHANNELS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +102,8 @@ def validate_event(raw: Any, *, clock: Clock = system_clock, limits_checked: boo
     event_type = raw.get("type")
     if not isinstance(event_type, str) or not event_type:
         problems.append(FieldProblem("type", "is required and must be a string"))
-    elif len(event_type) > MAX_TYPE_LENGTH or not EVENT_TYPE_RE.match(event_type):
-        problems.append(
-            FieldProblem(
-                "type", f"must be dot-separated words of [a-zA-Z0-9_], at most {MAX_TYPE_LENGTH}"
-            )
-        )
+    elif message := event_type_problem(event_type):
+        problems.append(FieldProblem("type", message))
 
     tenant = raw.get("tenant")
     if not isinstance(tenant, str) or not ID_RE.match(tenant):
@@ -133,14 +131,8 @@ def validate_event(raw: Any, *, clock: Clock = system_clock, limits_checked: boo
         problems.extend(value_problems(data, "data"))
 
     channels = raw.get("channels", [])
-    if (
-        not isinstance(channels, list)
-        or len(channels) > MAX_CHANNELS
-        or not all(isinstance(c, str) and ID_RE.match(c) for c in channels)
-    ):
-        problems.append(
-            FieldProblem("channels", f"at most {MAX_CHANNELS} of 1-128 characters [a-zA-Z0-9_.:-]")
-        )
+    if not are_channels(channels):
+        problems.append(FieldProblem("channels", f"at most {MAX_CHANNELS} of {ID_RULE}"))
 
     if problems:
         raise InvalidInput(problems)

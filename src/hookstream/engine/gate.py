@@ -39,7 +39,7 @@ class GateSettings:
     max_concurrency: int = 64
     window_s: float = 300.0
     auto_disable_after_s: float = 5 * 24 * 3600.0
-    request_timeout_s: float = 10.0  # no attempt lasts longer: caps the in-flight age bound
+    request_timeout_s: float = 15.0  # no attempt lasts longer: caps the in-flight age bound
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
 
@@ -151,12 +151,6 @@ class EndpointGate:
         self.waiting -= 1
         self.in_flight += 1
         self._starts.append(now)
-
-    def withdrawn(self, probe: bool) -> None:
-        """An admitted delivery will not be sent after all (endpoint gone or disabled)."""
-        self.waiting -= 1
-        if probe:
-            self.circuit.abandon()
 
     # -- settle ------------------------------------------------------------
 

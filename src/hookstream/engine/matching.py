@@ -18,19 +18,8 @@ if TYPE_CHECKING:
     from hookstream.engine.endpoint import Endpoint
     from hookstream.engine.event import Event
 
-GLOB_RE = re.compile(r"^[a-zA-Z0-9_*]+(\.[a-zA-Z0-9_*]+)*$")
-MAX_GLOB_LENGTH = 200
 # Bounds the match cache when a tenant publishes very many distinct event types.
 MAX_CACHED_TYPES_PER_TENANT = 10_000
-
-
-def validate_glob(pattern: str) -> str | None:
-    """None when `pattern` is a valid event-type glob, else what is wrong with it."""
-    if not pattern or len(pattern) > MAX_GLOB_LENGTH:
-        return f"must be 1-{MAX_GLOB_LENGTH} characters"
-    if not GLOB_RE.match(pattern):
-        return "must be dot-separated words of [a-zA-Z0-9_] where * matches anything"
-    return None
 
 
 def compile_globs(patterns: Iterable[str]) -> re.Pattern[str]:

@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 
 from hookstream.config import Settings
-from hookstream.consumers.compacted import CompactedView
 from hookstream.engine.apikeys import ApiKey
 from hookstream.engine.catalog import EventType, Tenant
 from hookstream.engine.clock import Clock, system_clock
 from hookstream.topics import TopicNames
+from hookstream.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ class OpsEvents:
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self._producer = producer
         self._topic = topic
-        self.published = 0
 
     async def endpoint_disabled(self, endpoint: Endpoint, reason: str) -> None:
         """An endpoint was disabled (410 Gone, or no success for the auto-disable period)."""
@@ -84,5 +83,4 @@ class OpsEvents:
             lambda: self._producer.send_and_wait(self._topic, value=value, key=event.key),
             self._topic,
         )
-        self.published += 1
         log.info("operational event", extra={"type": kind, "tenant": tenant, "subject": subject})

@@ -1,7 +1,7 @@
 """The endpoint registry: every process's in-memory view of the `endpoints` topic.
 
 The reading, read-your-writes and `barrier` machinery is `CompactedView`'s
-(consumers/compacted.py); this class only applies records to the index.
+(views/compacted.py); this class only applies records to the index.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 
 from hookstream.config import Settings
-from hookstream.consumers.compacted import CompactedView, RegistryUnavailable
 from hookstream.engine.clock import Clock, system_clock
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.matching import EndpointIndex
-from hookstream.errors import InvalidInput
+from hookstream.errors import InvalidInput, RegistryUnavailable
 from hookstream.topics import TopicNames
+from hookstream.views.compacted import CompactedView
 
 log = logging.getLogger(__name__)
 

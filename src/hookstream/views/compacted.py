@@ -22,13 +22,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from hookstream.config import Settings
 from hookstream.engine.clock import Clock, system_clock
+from hookstream.errors import RegistryUnavailable
 from hookstream.kafka import LogEndGuard, consumer_options, producer_options, stop_client
 
 log = logging.getLogger(__name__)
-
-
-class RegistryUnavailable(RuntimeError):
-    """A view's tail reader died; the process cannot act on config safely."""
 
 
 class CompactedView:

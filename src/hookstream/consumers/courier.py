@@ -1,0 +1,218 @@
+"""The courier: one delivery record, from the dispatcher's window to a durable outcome.
+
+Reads in the order things happen: admit → sign → send → settle → act.
+
+* **admit**: the endpoint's gate (consumers/gates.py) lets it start, holds it a
+  moment for its rate or concurrency slot, or parks it;
+* **sign**: Standard Webhooks headers over the body, with the endpoint's keys;
+* **send**: one attempt through the `Sender` seam;
+* **settle**: `engine.settle.settle` decides (delivered, retry in n s, dead,
+  disable the endpoint);
+* **act**: write what was decided (the attempt log, a retry tier, a dead
+  letter, a disable, an operational event).
+
+When `deliver` returns, the record has a durable outcome and its offset may
+be committed; an exception is a bug, and the dispatcher stops loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import orjson
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from hookstream.config import Settings
+from hookstream.consumers.attempts import AttemptLog, attempt_entry
+from hookstream.consumers.dead_letters import DeadLetters
+from hookstream.consumers.disabling import EndpointDisabler
+from hookstream.consumers.gates import EndpointGates
+from hookstream.consumers.metrics import WorkerMetrics
+from hookstream.consumers.ops_events import OpsEvents
+from hookstream.consumers.retry_tiers import RetryTiers
+from hookstream.egress import USER_AGENT
+from hookstream.engine.delivery import DeliveryTask
+from hookstream.engine.endpoint import Endpoint
+from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict
+from hookstream.engine.settle import Settlement, settle
+from hookstream.engine.signing import secret_key, signed_headers
+from hookstream.errors import InvalidInput
+from hookstream.views.registry import EndpointRegistry
+
+log = logging.getLogger(__name__)
+
+# One line per attempt: successes only when debugging, failures always.
+_OUTCOME_LEVEL = {
+    Verdict.DELIVERED: logging.DEBUG,
+    Verdict.RETRY: logging.INFO,
+    Verdict.DEAD: logging.WARNING,
+}
+_MAX_CACHED_KEYS = 100_000
+
+
+class Courier:
+    """Delivers one record at a time (many concurrently); owns no Kafka consumer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: EndpointRegistry,
+        sender: Sender,
+        gates: EndpointGates,
+        *,
+        tiers: RetryTiers,
+        dead_letters: DeadLetters,
+        disabler: EndpointDisabler,
+        ops: OpsEvents,
+        attempt_log: AttemptLog | None = None,
+        metrics: WorkerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._sender = sender
+        self.gates = gates
+        self._tiers = tiers
+        self._dead = dead_letters
+        self._disabler = disabler
+        self._ops = ops
+        self._attempt_log = attempt_log
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()
+        # A webhook body is an event plus a small envelope; anything far past
+        # the event limit was not written by the router.
+        self._max_body_bytes = settings.max_event_bytes + 64 * 1024
+        self._keys: dict[str, tuple[bytes, ...]] = {}
+        self.dropped = 0  # unreadable records and deliveries to deleted endpoints
+
+    async def deliver(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Give `record` a durable outcome; when this returns, its offset may be committed."""
+        try:
+            task = DeliveryTask.from_record(
+                record.headers, record.value, max_body_bytes=self._max_body_bytes
+            )
+        except InvalidInput as exc:
+            self._dropped()
+            source = record.topic.removeprefix(self._settings.topic_prefix)
+            await self._dead.write_poison(record, f"unreadable delivery record: {exc}", source)
+            return
+        if task.due_at_ms > self._clock() * 1000:
+            await self._tiers.hop(task)  # ready, not due: on to the next tier
+            return
+        endpoint = await self._endpoint(task, record.timestamp / 1000)
+        if endpoint is None:
+            self._dropped()
+            log.info("endpoint deleted; delivery dropped", extra=task.log_fields())
+            return
+        # Its gate follows the endpoint's config, so its health shows a disable too.
+        self.gates.gate(endpoint, tp)
+        if endpoint.disabled:
+            reason = "endpoint disabled"
+            if endpoint.disabled_reason:
+                reason += f": {endpoint.disabled_reason}"
+            await self._dead.write(task, reason)
+            return
+        await self._attempt(tp, task, endpoint)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """Partitions moved to another worker: their endpoints' gates go with them."""
+        self.gates.forget(revoked)
+
+    async def _endpoint(self, task: DeliveryTask, routed_at: float) -> Endpoint | None:
+        endpoint = self._registry.get(task.endpoint_id)
+        if endpoint is None:
+            # Another worker may have routed this with a fresher view of the
+            # registry: catch up to when the record was written before
+            # concluding the endpoint was deleted.
+            await self._registry.barrier(routed_at)
+            endpoint = self._registry.get(task.endpoint_id)
+        return endpoint
+
+    async def _attempt(self, tp: TopicPartition, task: DeliveryTask, endpoint: Endpoint) -> None:
+        entry = await self.gates.enter(endpoint, tp, reserved=task.reserved)
+        if entry.park_s is not None:
+            if self._metrics is not None:
+                self._metrics.parked()
+            await self._tiers.park(task, entry.park_s, reserved=entry.reserved)
+            return
+        started_at = self._clock()
+        result = await self._sender.send(self._sign(task, endpoint))
+        self.gates.leave(entry, result)
+        policy = self._settings.retry_policy.for_endpoint(
+            endpoint.retry_policy, endpoint.max_attempts
+        )
+        settled = settle(task, result, policy, entry.gate, self._clock(), self._rng)
+        await self._act(task, result, settled, started_at)
+
+    async def _act(
+        self, task: DeliveryTask, result: AttemptResult, settled: Settlement, started_at: float
+    ) -> None:
+        entry = attempt_entry(task, result, settled.verdict, started_at)
+        self._report(task, result, settled)
+        if self._attempt_log is not None:
+            next_at = None if settled.wait_s is None else started_at + settled.wait_s
+            await self._attempt_log.record(task, entry, result, next_at)
+        if settled.verdict is Verdict.DELIVERED:
+            return
+        task = replace(task, history=orjson.dumps(task.with_attempt(entry)))
+        if settled.verdict is Verdict.RETRY:
+            assert settled.wait_s is not None
+            await self._tiers.schedule(task, settled.wait_s)
+            return
+        if settled.disable is not None:
+            await self._disabler.disable(task.endpoint_id, settled.disable)
+        await self._dead.write(task, settled.reason)
+        if settled.exhausted:
+            endpoint = self._registry.get(task.endpoint_id)
+            await self._ops.attempts_exhausted(task, endpoint, settled.reason)
+
+    def _report(self, task: DeliveryTask, result: AttemptResult, settled: Settlement) -> None:
+        if self._metrics is not None:
+            self._metrics.attempted(settled.verdict, result.duration_ms, task.occurred_at_ms)
+        level = _OUTCOME_LEVEL[settled.verdict]
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                f"delivery {settled.verdict.value}",
+                extra={
+                    **task.log_fields(),
+                    "status": result.status,
+                    "error": result.error_class,
+                    "duration_ms": round(result.duration_ms, 1),
+                    "reason": settled.reason,
+                    "retry_in_s": None if settled.wait_s is None else round(settled.wait_s, 3),
+                },
+            )
+
+    def _sign(self, task: DeliveryTask, endpoint: Endpoint) -> OutgoingRequest:
+        now = self._clock()
+        keys = self._keys.get(endpoint.secret) if not endpoint.previous_secrets else None
+        if keys is None:
+            if len(self._keys) > _MAX_CACHED_KEYS:
+                self._keys.clear()
+            keys = tuple(secret_key(s) for s in endpoint.signing_secrets(now))
+            if not endpoint.previous_secrets:
+                self._keys[endpoint.secret] = keys
+        headers = signed_headers(
+            keys,
+            task.message_id,
+            int(now),
+            task.body,
+            endpoint.headers,
+            user_agent=USER_AGENT,
+            hookstream_event_id=task.event_id,
+            hookstream_attempt=str(task.attempt),
+        )
+        return OutgoingRequest(url=endpoint.url, headers=headers, body=task.body)
+
+    def _dropped(self) -> None:
+        self.dropped += 1
+        if self._metrics is not None:
+            self._metrics.dropped()

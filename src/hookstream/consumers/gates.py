@@ -1,0 +1,194 @@
+"""The gates of every endpoint this worker owns, behind one face: `enter` and `leave`.
+
+    entry = await gates.enter(endpoint, tp, reserved=task.reserved)
+    if entry.park_s is not None: park it (a retry tier), due in entry.park_s
+    else: send it, then gates.leave(entry, result)
+
+Each endpoint's gate (engine/gate.py, pure) decides admission and keeps the
+circuit, rate limit, adaptive cap and health window. This class owns the
+rest of admission: creating and reconfiguring gates as endpoints change, the
+wait for a rate slot, and the queue of deliveries waiting, in arrival order,
+for a concurrency slot. It also marks which gates changed, for the health
+book (consumers/health.py) to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiokafka import TopicPartition
+
+from hookstream.engine.clock import parse_rfc3339
+from hookstream.engine.endpoint import Endpoint
+from hookstream.engine.gate import EndpointGate, GateSettings
+from hookstream.engine.outcome import AttemptResult
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One delivery at its endpoint's gate: admitted (started) or to be parked."""
+
+    gate: EndpointGate
+    park_s: float | None = None  # parked: due this many seconds from now
+    reason: str = ""  # why it was parked
+    reserved: bool = False  # a rate slot is held for it (carried when parked)
+    probe: bool = False  # admitted as the half-open circuit's probe
+
+
+class EndpointGates:
+    """Admission for the endpoints this worker delivers to."""
+
+    def __init__(self, settings: GateSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._gates: dict[str, EndpointGate] = {}
+        self._partition: dict[str, TopicPartition] = {}
+        self._disabled: dict[str, bool] = {}
+        self._versions: dict[str, str] = {}  # updated_at of the config each gate follows
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self._seeds: dict[str, float] = {}  # failing-since times of endpoints not owned here
+        self._dirty: set[str] = set()
+
+    # -- the face the courier uses ---------------------------------------------
+
+    async def enter(self, endpoint: Endpoint, tp: TopicPartition, *, reserved: bool) -> Entry:
+        """Admit one delivery: returns once it holds a concurrency slot, or at once to park."""
+        gate = self.gate(endpoint, tp)
+        admission = gate.admit(self._clock(), reserved=reserved)
+        if admission.park_s is not None:
+            self._dirty.add(gate.endpoint_id)
+            return Entry(gate, admission.park_s, admission.reason, admission.reserved)
+        if admission.wait_s > 0:
+            await asyncio.sleep(admission.wait_s)  # its rate-limit slot
+        await self._take_slot(gate)
+        if (pace_s := gate.pace(self._clock())) > 0:
+            await asyncio.sleep(pace_s)  # late for its slot: no bunching with those on time
+        return Entry(gate, reserved=admission.reserved, probe=admission.probe)
+
+    def leave(self, entry: Entry, result: AttemptResult) -> None:
+        """Count a sent delivery's outcome and hand its slot on."""
+        entry.gate.finished(result, self._clock(), probe=entry.probe)
+        self._dirty.add(entry.gate.endpoint_id)
+        self._wake(entry.gate)
+
+    # -- gates -------------------------------------------------------------------
+
+    def gate(self, endpoint: Endpoint, tp: TopicPartition | None = None) -> EndpointGate:
+        """The gate for `endpoint`, created on first use, updated to its current config.
+
+        Any change to an enabled endpoint (an enable, a new URL) closes its
+        circuit and restarts its auto-disable clock: it gets a fresh chance.
+        """
+        gate = self._gates.get(endpoint.id)
+        if gate is None:
+            seed = self._seeds.get(endpoint.id)
+            if seed is not None and seed < _epoch(endpoint.updated_at):
+                seed = None  # changed since it started failing
+            gate = self._gates[endpoint.id] = EndpointGate(
+                endpoint.id,
+                self._settings,
+                rate_limit=endpoint.rate_limit,
+                max_concurrency=endpoint.max_concurrency,
+                failing_since=seed,
+            )
+            self._versions[endpoint.id] = endpoint.updated_at
+        elif self._versions.get(endpoint.id) != endpoint.updated_at:
+            self._versions[endpoint.id] = endpoint.updated_at
+            gate.configure(endpoint.rate_limit, endpoint.max_concurrency)
+            if not endpoint.disabled:
+                gate.reset()
+        if self._disabled.get(endpoint.id) != endpoint.disabled:
+            self._disabled[endpoint.id] = endpoint.disabled
+            self._dirty.add(endpoint.id)
+        if tp is not None:
+            self._partition[endpoint.id] = tp
+        return gate
+
+    def get(self, endpoint_id: str) -> EndpointGate | None:
+        """The gate of an endpoint this worker has delivered to, if any."""
+        return self._gates.get(endpoint_id)
+
+    def all(self) -> list[EndpointGate]:
+        """Every gate this worker holds."""
+        return list(self._gates.values())
+
+    def is_disabled(self, endpoint_id: str) -> bool:
+        """Whether the endpoint was disabled when last seen."""
+        return self._disabled.get(endpoint_id, False)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """Drop the idle gates of endpoints whose partitions moved to another worker."""
+        for endpoint_id, tp in list(self._partition.items()):
+            gate = self._gates.get(endpoint_id)
+            if tp in revoked and gate is not None and not gate.in_flight and not gate.waiting:
+                if gate.failing_since is not None:
+                    self._seeds[endpoint_id] = gate.failing_since
+                del self._gates[endpoint_id]
+                del self._partition[endpoint_id]
+                self._versions.pop(endpoint_id, None)
+
+    # -- health bookkeeping ----------------------------------------------------
+
+    def seed(self, endpoint_id: str, failing_since: float | None) -> None:
+        """Another worker's word on when an endpoint started failing (the health topic).
+        Ignored for an endpoint owned here: our own state is the newest."""
+        if endpoint_id in self._gates:
+            return
+        if failing_since is None:
+            self._seeds.pop(endpoint_id, None)
+        else:
+            self._seeds[endpoint_id] = failing_since
+
+    def changed(self) -> set[str]:
+        """The endpoints whose gates changed since the last call (and forget them)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def unpublished(self, endpoint_ids: Iterable[str]) -> None:
+        """Mark endpoints changed again (their snapshot was not stored)."""
+        self._dirty.update(endpoint_ids)
+
+    # -- concurrency slots -------------------------------------------------------
+
+    async def _take_slot(self, gate: EndpointGate) -> None:
+        """Wait, in arrival order, until the endpoint's cap lets one more delivery start."""
+        if gate.can_start() and gate.endpoint_id not in self._waiters:
+            gate.started(self._clock())
+            return
+        while True:
+            waiters = self._waiters.setdefault(gate.endpoint_id, deque())
+            future = asyncio.get_running_loop().create_future()
+            waiters.append(future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
+                self._wake(gate)
+                raise
+            if gate.can_start():
+                break
+        gate.started(self._clock())
+
+    def _wake(self, gate: EndpointGate) -> None:
+        waiters = self._waiters.get(gate.endpoint_id)
+        free = gate.concurrency.cap - gate.in_flight
+        while waiters and free > 0:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                free -= 1
+        if waiters is not None and not waiters:
+            del self._waiters[gate.endpoint_id]
+
+
+def _epoch(timestamp: str) -> float:
+    try:
+        return parse_rfc3339(timestamp).timestamp()
+    except ValueError:
+        return 0.0

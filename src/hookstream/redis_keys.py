@@ -1,0 +1,59 @@
+"""Every Redis key hookstream uses, in one place (beside `topics.py`).
+
+Redis holds soft state only (DESIGN.md, principle 1): flushing it resets
+indexes, dashboards and buckets, never a delivery. All keys of a deployment
+start with its `topic_prefix`, so deployments can share one Redis.
+"""
+
+from __future__ import annotations
+
+from hookstream.config import Settings
+
+
+class RedisKeys:
+    """Key names for one deployment (the prefix applied)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.topic_prefix
+
+    def health(self, endpoint_id: str) -> str:
+        """String: an endpoint's latest health snapshot (JSON)."""
+        return f"{self.prefix}health:{endpoint_id}"
+
+    @property
+    def health_index(self) -> str:
+        """Sorted set of every observed endpoint, by health rank, worst first."""
+        return f"{self.prefix}health-index"
+
+    def rollup(self, bucket_start: int) -> str:
+        """Hash: one 10-second step of delivery counts, summed over workers."""
+        return f"{self.prefix}stats:{bucket_start}"
+
+    @property
+    def gauges(self) -> str:
+        """Hash: the latest cluster-wide gauges (dlq, retry_pending, at)."""
+        return f"{self.prefix}gauges"
+
+    def endpoint_attempts(self, endpoint_id: str) -> str:
+        """Sorted set: an endpoint's recent attempts."""
+        return f"{self.prefix}attempts:endpoint:{endpoint_id}"
+
+    def message_attempts(self, message_id: str) -> str:
+        """Sorted set: one message's attempts."""
+        return f"{self.prefix}attempts:message:{message_id}"
+
+    def routed(self, message_id: str) -> str:
+        """Hash: a routed message's identity (endpoint, event, type)."""
+        return f"{self.prefix}messages:{message_id}"
+
+    def rate_bucket(self, key_id: str) -> str:
+        """Hash: an API key's rate-limit bucket."""
+        return f"{self.prefix}ratelimit:{key_id}"
+
+    def idempotency(self, tenant: str, event_id: str) -> str:
+        """String: the ingest claim on (tenant, event id)."""
+        return f"{self.prefix}idem:{tenant}:{event_id}"
+
+    def task(self, task_id: str) -> str:
+        """Hash: a background task's progress (redrive)."""
+        return f"{self.prefix}tasks:{task_id}"
