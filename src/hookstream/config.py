@@ -59,9 +59,9 @@ class Settings:
     session_timeout_ms: int = 30_000
 
     # --- Router ------------------------------------------------------------
-    # Events routed concurrently per process; each waits for its deliveries to be
-    # acknowledged by the broker before its offset may be committed.
-    router_concurrency: int = 64
+    # Events fetched and routed as one batch; the batch's offsets are committed once
+    # every delivery record it produced is acknowledged (decision 017).
+    router_batch_records: int = 2000
 
     # Largest event, as written to `events`, in bytes: publishing a bigger one
     # is refused, and the router dead-letters one written some other way (014).
@@ -217,7 +217,7 @@ class Settings:
         for name in (
             "partitions",
             "replication_factor",
-            "router_concurrency",
+            "router_batch_records",
             "in_flight",
             "fetch_max_records",
             "fetch_max_wait_ms",

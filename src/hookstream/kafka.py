@@ -257,3 +257,12 @@ async def stop_client(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
         if task is not None and task.cancelling():
             raise
         log.debug("aiokafka re-raised its own cancel while stopping; stopped")
+
+
+def past_end(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+    """True for an offset above the partition's log end, which is never committed: the
+    broker lost the log (came back empty), and committing it would make the next owner
+    skip the new records at lower offsets. The loop's LogEndGuard rewinds the partition
+    (decision 019)."""
+    end = consumer.highwater(tp)
+    return end is not None and offset > end

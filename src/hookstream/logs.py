@@ -49,7 +49,7 @@ def configure(level: str = "INFO") -> None:
 
 # Libraries whose debug lines are noise, and in aiokafka's case hold record
 # values: the endpoints topic carries signing secrets.
-NOISY = ("aiokafka", "faust", "mode", "aiohttp.access")
+NOISY = ("aiokafka", "aiohttp.access")
 
 
 def quiet_libraries(level: int) -> None:

@@ -98,10 +98,17 @@ async def test_the_committed_offset_never_passes_a_hanging_delivery(
         # stuck record at offset 0 leaves nothing to commit.
         expected = stuck_record.offset or None
 
-        async def committed_up_to_it() -> bool:
-            return bool(await group.committed(tp) == expected)
+        seen: list[int | None] = []
 
-        await eventually(committed_up_to_it, timeout=30, message="not committed up to it")
+        async def committed_up_to_it() -> bool:
+            seen.append(await group.committed(tp))
+            return seen[-1] == expected
+
+        await eventually(
+            committed_up_to_it,
+            timeout=30,
+            message=lambda: f"committed {seen[-1] if seen else None}, not the stuck {expected}",
+        )
         # ...and never past it, over several commit intervals (200 ms) with
         # everything after it finished.
         for _ in range(10):

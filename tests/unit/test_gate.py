@@ -204,3 +204,71 @@ def test_the_in_flight_age_bound_stops_at_the_request_timeout() -> None:
     # No attempt outlives the 10 s timeout, so an hour-old start (a count that
     # never settled) estimates 10 s, not an hour: queue ahead 1 × 10 s ÷ cap 2.
     assert g.admit(3600.0).park_s == pytest.approx(5.0)
+
+
+def test_a_new_endpoints_burst_is_admitted_not_parked_on_a_guess() -> None:
+    # No answer yet, nothing in flight for long: 300 deliveries at once (cap 2)
+    # are admitted. The old 100 ms guess estimated a 15 s queue and parked 280.
+    g = gate()
+    admitted = [g.admit(0.0) for _ in range(300)]
+    assert [a for a in admitted if a.park_s is not None] == []
+    assert g.waiting == 300
+
+
+def test_an_evicted_delivery_is_parked_until_its_expected_turn() -> None:
+    g = gate()
+    for _ in range(2):
+        g.admit(0.0)
+        g.started(0.0)
+    for _ in range(5):
+        assert g.admit(0.0).park_s is None
+    # 1 s later none of the five got a slot: the two in flight are a second old,
+    # so a turn is at least 1 s per request; the first evicted waits (4 + 1) × 1 ÷ 2.
+    park_s = g.evicted(1.0)
+    assert park_s == pytest.approx(2.5)
+    assert (g.waiting, g.parked) == (4, 1)
+    # Never sooner than the hold, however short the queue.
+    quiet = gate()
+    quiet.admit(0.0)
+    assert quiet.evicted(0.0) == 1.0
+
+
+def test_an_evicted_probe_gives_the_probe_back() -> None:
+    g = gate()
+    run(g, FAIL, 0.0)
+    run(g, FAIL, 0.0)  # the circuit opens for 10 s
+    probe = g.admit(10.0)
+    assert probe.probe
+    g.evicted(11.0, probe=True)
+    assert g.admit(11.0).probe  # another delivery may probe now
+
+
+def test_a_delivery_admitted_before_the_circuit_opened_is_parked_not_sent() -> None:
+    g = gate()
+    waiting = [g.admit(0.0) for _ in range(4)]
+    assert all(a.park_s is None for a in waiting)
+    for _ in range(2):  # the first two are sent and fail: the circuit opens for 10 s
+        g.started(0.0)
+        assert g.recheck(0.0) is None
+        g.finished(FAIL, 0.5)
+    g.started(0.6)  # the third takes its slot...
+    assert g.recheck(0.6) == pytest.approx(9.9)  # ...and is held back until the probe
+    assert (g.in_flight, g.parked) == (0, 1)
+    probe = g.admit(10.5)
+    g.started(10.5)
+    assert g.recheck(10.5, probe=probe.probe) is None  # the probe goes out
+
+
+def test_a_waiter_is_overdue_only_when_the_endpoint_says_its_turn_is_far() -> None:
+    g = gate()  # cap 2, hold 1 s
+    for _ in range(10):
+        run(g, AttemptResult(status=200, duration_ms=100.0), 0.0)  # 100 ms per answer
+    for _ in range(2):
+        g.admit(0.0)
+        g.started(0.0)
+    # 0.2 s later: the head of the queue is 0.05 s away, the 30th 1.5 s away.
+    assert not g.overdue(0.05, position=0)
+    assert not g.overdue(0.05, position=18)  # 19 × 0.1 ÷ 2 = 0.95 s
+    assert g.overdue(0.05, position=29)
+    # The same queue behind requests already 3 s old: every turn is far.
+    assert g.overdue(3.0, position=0)

@@ -15,7 +15,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "hookstream"
-IO_LIBRARIES = {"aiohttp", "aiokafka", "redis", "socket", "faust", "ssl", "asyncio"}
+IO_LIBRARIES = {"aiohttp", "aiokafka", "redis", "socket", "ssl", "asyncio"}
 MAX_LINES = 400
 
 

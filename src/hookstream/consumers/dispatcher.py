@@ -29,7 +29,7 @@ from aiokafka.structs import ConsumerRecord
 from hookstream.config import Settings
 from hookstream.consumers.courier import Courier
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
-from hookstream.kafka import LogEndGuard, consumer_options, stop_client
+from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Dispatcher:
             if isinstance(tp, TopicPartition)
             and tp in assigned
             and (only is None or tp in only)
-            and not _past_end(consumer, tp, offset)
+            and not past_end(consumer, tp, offset)
         }
         if not offsets:
             return
@@ -251,14 +251,6 @@ class Dispatcher:
         if self.failure is None:
             self.failure = exc
             log.critical("dispatcher failed", exc_info=exc)
-
-
-def _past_end(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
-    """An offset above the partition's log end is never committed: the broker lost the
-    log (came back empty), and committing it would make the next owner skip the new
-    records at lower offsets. The fetch loop's LogEndGuard rewinds the partition."""
-    end = consumer.highwater(tp)
-    return end is not None and offset > end
 
 
 def _ready_at_ms(headers: Sequence[tuple[str, bytes]]) -> int:

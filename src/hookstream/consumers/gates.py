@@ -63,11 +63,28 @@ class EndpointGates:
         if admission.park_s is not None:
             self._dirty.add(gate.endpoint_id)
             return Entry(gate, admission.park_s, admission.reason, admission.reserved)
-        if admission.wait_s > 0:
-            await asyncio.sleep(admission.wait_s)  # its rate-limit slot
-        await self._take_slot(gate)
-        if (pace_s := gate.pace(self._clock())) > 0:
-            await asyncio.sleep(pace_s)  # late for its slot: no bunching with those on time
+        started = False
+        try:
+            if admission.wait_s > 0:
+                await asyncio.sleep(admission.wait_s)  # its rate-limit slot
+            if not await self._take_slot(gate, self._settings.hold_max_s):
+                # Slower than admission expected: parked now, not held in the window.
+                park_s = gate.evicted(self._clock(), probe=admission.probe)
+                self._dirty.add(gate.endpoint_id)
+                return Entry(gate, park_s, "concurrency limit", admission.reserved)
+            started = True
+            if (hold_s := gate.recheck(self._clock(), probe=admission.probe)) is not None:
+                # The circuit opened while it waited: held back like any other.
+                self._dirty.add(gate.endpoint_id)
+                self._wake(gate)
+                return Entry(gate, hold_s, "circuit open", admission.reserved)
+            if (pace_s := gate.pace(self._clock())) > 0:
+                await asyncio.sleep(pace_s)  # late for its slot: no bunching with those on time
+        except asyncio.CancelledError:
+            gate.abandoned(started=started, probe=admission.probe)
+            if started:
+                self._wake(gate)
+            raise
         return Entry(gate, reserved=admission.reserved, probe=admission.probe)
 
     def leave(self, entry: Entry, result: AttemptResult) -> None:
@@ -155,25 +172,36 @@ class EndpointGates:
 
     # -- concurrency slots -------------------------------------------------------
 
-    async def _take_slot(self, gate: EndpointGate) -> None:
-        """Wait, in arrival order, until the endpoint's cap lets one more delivery start."""
+    async def _take_slot(self, gate: EndpointGate, hold_s: float) -> bool:
+        """Wait, in arrival order, until the endpoint's cap lets one more delivery start.
+
+        Every `hold_s` without a slot the gate is asked again whether the turn is
+        still far off (`overdue`); False when it is: the delivery is parked."""
         if gate.can_start() and gate.endpoint_id not in self._waiters:
             gate.started(self._clock())
-            return
+            return True
+        loop = asyncio.get_running_loop()
         while True:
             waiters = self._waiters.setdefault(gate.endpoint_id, deque())
-            future = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[None] = loop.create_future()
             waiters.append(future)
             try:
-                await future
+                while not future.done():
+                    await asyncio.wait((future,), timeout=hold_s)
+                    if not future.done() and gate.overdue(self._clock(), waiters.index(future)):
+                        waiters.remove(future)
+                        future.cancel()
+                        self._wake(gate)
+                        return False
             except asyncio.CancelledError:
                 with contextlib.suppress(ValueError):
                     waiters.remove(future)
-                self._wake(gate)
+                self._wake(gate)  # a slot handed to this waiter goes to the next
                 raise
             if gate.can_start():
                 break
         gate.started(self._clock())
+        return True
 
     def _wake(self, gate: EndpointGate) -> None:
         waiters = self._waiters.get(gate.endpoint_id)

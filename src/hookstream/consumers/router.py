@@ -1,36 +1,50 @@
-"""The router: a faust-streaming agent from `events` to `deliveries`.
+"""The router: an aiokafka batch loop from `events` (and `ops`) to `deliveries`.
 
-For each event, the endpoints of its tenant whose globs match get one delivery
-record each, keyed by endpoint id, with a deterministic message id. The agent
-waits for the broker to acknowledge every delivery record of an event before it
-takes the next, so an event's offset is committed only once its deliveries are
-durable; `router_concurrency` agents run side by side, and faust commits the
-lowest offset not yet acknowledged per partition.
+It reads like what it does: fetch a batch → wait for the registry to hold
+every endpoint write made before the batch's events → route each event
+(tenant, globs, channels, filter) after checking it against its event type's
+schema (the catalog's, as the API checks it) → produce one delivery record per matching
+endpoint, keyed by endpoint id, with a deterministic message id → once the
+broker has acknowledged every record of the batch, commit the batch's
+offsets. A crash before the commit routes the batch again, with the same
+message ids. A record that is not an event goes to the DLQ with its reason
+through the worker's durable `DeadLetters`, and its offset moves on.
+
+One loop, one task: records of a partition are routed in order, so a
+subject's events keep their order in `deliveries` (same key, same partition).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import TypeAlias
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hookstream.config import Settings
 from hookstream.consumers.dead_letters import DeadLetters
 from hookstream.consumers.metrics import WorkerMetrics
-from hookstream.consumers.router_app import router_app
 from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import decode_event
 from hookstream.errors import FieldProblem, InvalidInput
+from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
+from hookstream.producers.durable import retriable
 from hookstream.topics import TopicNames
 from hookstream.views.catalog import Catalog
 from hookstream.views.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
 
 class Router:
-    """Runs the routing agent inside the caller's event loop: `start()` / `stop()`."""
+    """Routes events to delivery records in the caller's event loop: `start()` / `stop()`."""
 
     def __init__(
         self,
@@ -39,105 +53,221 @@ class Router:
         catalog: Catalog,
         metrics: WorkerMetrics | None = None,
     ) -> None:
+        self._settings = settings
         self._registry = registry
         self._catalog = catalog
         self._metrics = metrics
-        self._max_event_bytes = settings.max_event_bytes
-        names = TopicNames(settings)
-        self.poison = 0
+        self._names = TopicNames(settings)
+        self._guard = LogEndGuard("router", settings.bootstrap)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
-        self.app = router_app(
-            names.router_group,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            broker=";".join(f"kafka://{server}" for server in settings.bootstrap.split(",")),
-            store="memory://",
-            web_enabled=False,
-            topic_disable_leader=True,
-            topic_allow_declare=False,
-            producer_acks=-1,
-            producer_linger=settings.producer_linger_ms / 1000,
-            broker_session_timeout=settings.session_timeout_ms / 1000,
-            broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
-            broker_request_timeout=max(90.0, settings.session_timeout_ms / 1000 + 10),
-            consumer_auto_offset_reset="earliest",
-            broker_commit_interval=settings.commit_interval_ms / 1000,
-        )
-        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self._events = self.app.topic(names.events, **raw)
-        self._deliveries = self.app.topic(names.deliveries, **raw)
-        self.app.agent(self._events, name="route", concurrency=settings.router_concurrency)(
-            self._agent(operational=False)
-        )
-        # hookstream's own events (consumers/ops_events.py) go to operational endpoints only.
-        self._ops = self.app.topic(names.ops, **raw)
-        self.app.agent(self._ops, name="route-ops", concurrency=4)(self._agent(operational=True))
+        self._task: asyncio.Task[None] | None = None
+        self._batch: asyncio.Task[None] | None = None  # the batch in hand
+        # Acknowledged offsets not yet committed, and the task committing them: the next
+        # batch is fetched while the last one's commit is on its way.
+        self._acked: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
+        self.poison = 0
 
-    async def start(self, dead_letters: DeadLetters) -> None:
-        """Join the router group; returns once partitions are assigned. Poison records
-        go through `dead_letters`, the worker's durable DLQ writer."""
+    async def start(self, producer: AIOKafkaProducer, dead_letters: DeadLetters) -> None:
+        """Join the router group and start routing; returns once partitions are assigned.
+
+        Delivery records go out through `producer`, poison records through
+        `dead_letters` (the worker's, so every DLQ write is the same durable one).
+        """
+        self._producer = producer
         self._dead_letters = dead_letters
-        await self.app.start()
+        self._consumer = AIOKafkaConsumer(
+            **consumer_options(self._settings, client_id="router"),
+            group_id=self._names.router_group,
+        )
+        self._consumer.subscribe(
+            [self._names.events, self._names.ops], listener=_FinishBeforeRevoke(self)
+        )
+        await self._consumer.start()
+        while not self._consumer.assignment():
+            await self._consumer.getmany(timeout_ms=100, max_records=1)  # join, no records yet
+            for tp in self._consumer.assignment():
+                # Nothing fetched was handed over (max 1 record could have been): read
+                # every assigned partition again from its committed position.
+                await self._seek_committed(tp)
+        self._task = asyncio.create_task(self._run(), name="router")
 
     async def stop(self) -> None:
-        """Finish the events in hand, commit, leave the group."""
-        await self.app.stop()
+        """Finish the batch in hand, commit it, leave the group."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.finish_batch()
+        if self._consumer is not None:
+            await stop_client(self._consumer)
+            self._consumer = None
 
-    def _agent(self, *, operational: bool) -> Callable[[Any], Awaitable[None]]:
-        async def agent(stream: Any) -> None:
-            async for record in stream.events():
-                message = record.message
-                await self.route(
-                    message.key,
-                    message.value,
-                    message.timestamp,
-                    operational=operational,
-                    position=(message.topic, message.partition, message.offset),
-                )
+    async def finish_batch(self) -> None:
+        """Wait until the batch in hand is acknowledged and committed (or has failed)."""
+        if self._batch is not None and not self._batch.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._batch)
+        if self._committer is not None and not self._committer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._committer)
 
-        return agent
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that ended the routing loop, if it died."""
+        if self._task is None or not self._task.done() or self._task.cancelled():
+            return None
+        return self._task.exception()
 
-    async def route(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: float,
-        *,
-        operational: bool = False,
-        position: tuple[str, int, int] | None = None,
-    ) -> None:
-        """Route one `events` (or `ops`) record; a poison record goes to the DLQ with its reason."""
+    # -- fetch → route → produce → commit -------------------------------------
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        guard = self._guard
+        while True:
+            for tp in await guard.check(consumer):
+                self._acked.pop(tp, None)  # read from its start again: nothing to commit
+            batch = await consumer.getmany(
+                timeout_ms=1000, max_records=self._settings.router_batch_records
+            )
+            guard.saw(batch)
+            if batch:
+                # Its own task, shielded: a stop or a rebalance lets it finish.
+                self._batch = asyncio.create_task(self._route_batch(batch), name="router-batch")
+                await asyncio.shield(self._batch)
+
+    async def _route_batch(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        newest = max(r.timestamp for records in batch.values() for r in records)
+        # Every endpoint and event-type write acknowledged before the newest event is
+        # in the views.
+        await asyncio.gather(
+            self._registry.barrier(newest / 1000), self._catalog.barrier(newest / 1000)
+        )
+        acks: list[Awaitable[RecordMetadata]] = []
+        events = 0
+        for records in batch.values():
+            for n, record in enumerate(records, 1):
+                routed = await self._route(record)
+                if routed is not None:
+                    events += 1
+                    acks.extend(routed)
+                if n % YIELD_EVERY == 0:
+                    # The dispatcher shares this event loop: a whole batch routed in
+                    # one go would hold its timers (rate pacing, tier resumes) back.
+                    await asyncio.sleep(0)
         try:
-            event = decode_event(value, max_bytes=self._max_event_bytes)
-            # The event type's schema, as the API checks it (decision 017: every path).
+            await asyncio.gather(*acks)
+        except KafkaError as exc:
+            if not retriable(exc):
+                raise
+            # Not committed: read the batch again and route it again (same message ids).
+            log.warning(
+                "delivery records not acknowledged; routing the batch again",
+                extra={"error": type(exc).__name__},
+            )
+            await asyncio.sleep(RETRY_AFTER_S)
+            consumer = self._consumer
+            assert consumer is not None
+            for tp, records in batch.items():
+                consumer.seek(tp, records[0].offset)
+            return
+        if self._metrics is not None:
+            self._metrics.events.inc(events)
+        self._acked.update({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_acked(), name="router-commit")
+
+    async def _commit_acked(self) -> None:
+        while self._acked:
+            offsets, self._acked = self._acked, {}
+            await self._commit(offsets)
+
+    async def _route(self, record: Record) -> list[Awaitable[RecordMetadata]] | None:
+        """Queue the delivery records of one event and return their acknowledgements;
+        None for a record that is not an event (dead-lettered)."""
+        operational = record.topic == self._names.ops
+        try:
+            event = decode_event(record.value, max_bytes=self._settings.max_event_bytes)
             event_type = None if operational else self._catalog.event_types.get(event.type)
             if event_type is not None and (problems := event_type.data_problems(event.data)):
                 raise InvalidInput([*problems, FieldProblem("type", f"schema of {event.type}")])
         except InvalidInput as exc:
             self.poison += 1
-            assert self._dead_letters is not None, "start() first"
+            assert self._dead_letters is not None
             await self._dead_letters.write_record(
-                key,
-                value,
-                [],
+                record.key,
+                record.value,
+                list(record.headers or ()),
                 reason=str(exc),
                 source="ops" if operational else "events",
-                position=position,
+                position=(record.topic, record.partition, record.offset),
             )
-            return
-        if self._metrics is not None:
-            self._metrics.events.inc()
-        await asyncio.gather(self._registry.barrier(timestamp), self._catalog.barrier(timestamp))
+            return None
         endpoints = self._registry.index.route(event, operational=operational)
         if not endpoints:
-            return
+            return []
+        producer = self._producer
+        assert producer is not None
         body = webhook_body(event)
         occurred_at_ms = event.occurred_at_ms
         acks = []
         for endpoint in endpoints:
             task = DeliveryTask.for_event(event, endpoint.id, body, occurred_at_ms)
             acks.append(
-                await self._deliveries.send(
-                    key=endpoint.id.encode(), value=body, headers=task.headers()
+                await producer.send(
+                    self._names.deliveries,
+                    value=body,
+                    key=endpoint.id.encode(),
+                    headers=task.headers(),
                 )
             )
-        await asyncio.gather(*acks)
+        return acks
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        offsets = {tp: o for tp, o in offsets.items() if not past_end(consumer, tp, o)}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+            self._guard.committed(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions: the new owner routes from the last commit
+            # again, with the same message ids (at least once).
+            log.warning("router commit skipped", extra={"error": type(exc).__name__})
+        except KafkaError as exc:
+            log.warning("router commit failed; next batch commits", extra={"error": str(exc)})
+
+    async def _seek_committed(self, tp: TopicPartition) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
+YIELD_EVERY = 100  # records routed between turns of the event loop
+RETRY_AFTER_S = 1.0  # before routing a batch again whose records were not acknowledged
+
+
+class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions are handed over only after the batch in hand is acknowledged and
+    committed, so the next owner starts where this one stopped."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._router.finish_batch()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._router._consumer
+        assert consumer is not None
+        await self._router._guard.assigned(consumer, set(assigned))

@@ -119,7 +119,7 @@ class Worker:
                 self.readiness,
             )
         await asyncio.gather(
-            self.router.start(self.dead_letters),
+            self.router.start(self._producer, self.dead_letters),
             self.dispatcher.start(),
             self.attempt_index.start(),
         )
@@ -168,8 +168,8 @@ class Worker:
             return self.dispatcher.failure
         if self.attempt_index is not None and self.attempt_index.failure is not None:
             return self.attempt_index.failure
-        if self.router.app.crashed:
-            return self.router.app.crash_reason or RuntimeError("router crashed")
+        if self.router.failure is not None:
+            return self.router.failure
         return None
 
     async def readiness(self) -> dict[str, bool]:

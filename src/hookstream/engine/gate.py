@@ -10,9 +10,15 @@ until the circuit lets it through, until its rate slot, and until a
 concurrency slot frees (the queue ahead of it × latency ÷ cap). Latency is
 the endpoint's baseline, but never less than the age of its oldest request
 still in flight: an endpoint that has not answered yet is not assumed fast.
-Up to `hold_max_s` it waits in memory; beyond that it is parked in a retry
-tier, due when its turn is expected, so a saturated endpoint never holds more
-of the in-flight window than it can start within `hold_max_s`.
+Before its first answer an endpoint has no baseline, and the estimate is the
+floor, `COLD_LATENCY_S`: a burst to a new endpoint is admitted, not parked
+on a guess (decision 020). Up to `hold_max_s` it waits in memory; beyond
+that it is parked in a retry tier, due when its turn is expected. An
+estimate can be wrong, so it is made again where the wait happens: a
+delivery still without a concurrency slot after `hold_max_s` is evicted and
+parked when the endpoint now shows that its turn is still further off
+(`overdue`, `evicted`). So a slow or saturated endpoint holds about what it
+can start within `hold_max_s` of the in-flight window.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from hookstream.engine.health import HealthState, HealthWindow, state_for, stats
 from hookstream.engine.outcome import AttemptResult
 from hookstream.engine.throttle import AdaptiveConcurrency, RateLimit
 
-DEFAULT_LATENCY_S = 0.1  # assumed answer time before an endpoint has answered
+# Answer time assumed before an endpoint has answered: low, so a new endpoint's
+# first burst is admitted; the eviction after `hold_max_s` bounds a wrong guess.
+COLD_LATENCY_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +131,27 @@ class EndpointGate:
         return Admission(wait_s=rate_wait, reserved=reserved, probe=probe)
 
     def _queue_wait(self, now: float) -> float:
-        cap = self.concurrency.cap
-        ahead = self.in_flight + self.waiting + 1 - cap
+        return self._wait_behind(self.in_flight + self.waiting + 1 - self.concurrency.cap, now)
+
+    def _wait_behind(self, ahead: int, now: float) -> float:
+        """Seconds until `ahead` more deliveries have started."""
         if ahead <= 0:
             return 0.0
-        latency_s = (self.window.baseline_ms or DEFAULT_LATENCY_S * 1000) / 1000
+        latency_s = (self.window.baseline_ms or COLD_LATENCY_S * 1000) / 1000
         if self._starts:
             age_s = min(now - self._starts[0], self.settings.request_timeout_s)
             latency_s = max(latency_s, age_s)
-        return ahead * latency_s / cap
+        return ahead * latency_s / self.concurrency.cap
+
+    def overdue(self, now: float, position: int) -> bool:
+        """A delivery has waited `hold_max_s` for a slot, `position` others ahead of it in
+        the queue: True when what the endpoint shows now (its latency, its oldest
+        request in flight) says its turn is still more than `hold_max_s` away.
+
+        A delivery that waits because the worker is busy, not the endpoint, is not
+        overdue: parking it would only add work where there is too much already."""
+        ahead = self.in_flight - self.concurrency.cap + position + 1
+        return self._wait_behind(ahead, now) > self.settings.hold_max_s
 
     def can_start(self) -> bool:
         """A concurrency slot is free."""
@@ -151,6 +171,40 @@ class EndpointGate:
         self.waiting -= 1
         self.in_flight += 1
         self._starts.append(now)
+
+    def recheck(self, now: float, *, probe: bool = False) -> float | None:
+        """An admitted delivery just took its slot: if the circuit opened while it waited,
+        it is not sent. Its slot is freed and it is parked; returns when it is due
+        (None: send it). The probe itself is always sent."""
+        if probe or self.circuit.state is CircuitState.CLOSED:
+            return None
+        self.in_flight -= 1
+        if self._starts:
+            self._starts.pop()
+        self.parked += 1
+        if self.circuit.state is CircuitState.OPEN:
+            return max(self.circuit.open_until - now, 0.05)
+        return max(self.settings.circuit.open_s, 0.05)  # half open: after the probe's answer
+
+    def abandoned(self, *, started: bool, probe: bool = False) -> None:
+        """An admitted delivery was cancelled (the worker is stopping) before it was sent."""
+        if started:
+            self.in_flight -= 1
+            if self._starts:
+                self._starts.pop()
+        else:
+            self.waiting -= 1
+        if probe:
+            self.circuit.abandon()
+
+    def evicted(self, now: float, *, probe: bool = False) -> float:
+        """An admitted delivery is `overdue`: it is parked instead. Returns when it is
+        due (its expected turn, at least the hold)."""
+        self.waiting -= 1
+        self.parked += 1
+        if probe:
+            self.circuit.abandon()
+        return max(self.settings.hold_max_s, self._queue_wait(now))
 
     # -- settle ------------------------------------------------------------
 
