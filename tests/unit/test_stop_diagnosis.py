@@ -1,0 +1,33 @@
+"""A stop that misses its deadline names where it was waiting."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hookstream.cli import _where
+
+
+async def _hangs() -> None:
+    await asyncio.Event().wait()
+
+
+async def _stop() -> None:
+    await _hangs()
+
+
+async def test_the_frames_of_a_hanging_stop_are_named_innermost_last() -> None:
+    task = asyncio.create_task(_stop())
+    await asyncio.sleep(0)
+    try:
+        where = _where(task).split(" > ")
+        assert where[0].startswith("_stop:")
+        assert where[1].startswith("_hangs:")
+        assert where[2].startswith("Event.wait:")
+    finally:
+        task.cancel()
+
+
+async def test_a_finished_task_is_named_by_a_question_mark() -> None:
+    task = asyncio.create_task(asyncio.sleep(0))
+    await task
+    assert _where(task) == "?"
