@@ -47,6 +47,14 @@ def test_generated_ids_are_unique_and_sortable_by_time() -> None:
 
 
 @pytest.mark.parametrize(
+    "event_type",
+    ["invoice-paid", "com.example.order-created", "io.x-y-z.v1", "a_b-c.d", "A.B-9"],
+)
+def test_event_types_as_real_systems_name_them_are_valid(event_type: str) -> None:
+    assert validate_event({**VALID, "type": event_type}).type == event_type
+
+
+@pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"type": None}, "type"),
@@ -54,7 +62,11 @@ def test_generated_ids_are_unique_and_sortable_by_time() -> None:
         ({"type": "invoice paid"}, "type"),
         ({"type": "invoice..paid"}, "type"),
         ({"type": "invoice.paid."}, "type"),
-        ({"type": "invoice-paid"}, "type"),
+        ({"type": "-invoice.paid"}, "type"),
+        ({"type": "invoice-.paid"}, "type"),
+        ({"type": "invoice--paid"}, "type"),
+        ({"type": "invoice.-paid"}, "type"),
+        ({"type": "com.example/order"}, "type"),
         ({"type": 7}, "type"),
         ({"tenant": None}, "tenant"),
         ({"tenant": "a/b"}, "tenant"),

@@ -35,13 +35,20 @@ def _endpoint(eid: str, tenant: str, *globs: str, disabled: bool = False) -> End
         (["*.created"], "user.deleted", False),
         (["user.*", "invoice.paid"], "invoice.paid", True),
         (["inv*"], "invoice.paid", True),
+        (["com.example.order-*"], "com.example.order-created", True),
+        (["com.example.order-*"], "com.example.orders", False),
+        (["*-created"], "com.example.order-created", True),
+        (["com.*.order-created"], "com.example.order-created", True),
+        (["com.example.order-created"], "com.example.order_created", False),
     ],
 )
 def test_glob_matching(globs: list[str], event_type: str, matches: bool) -> None:
     assert bool(compile_globs(globs).match(event_type)) is matches
 
 
-@pytest.mark.parametrize("pattern", ["", "a..b", ".a", "a.", "a b", "a.[b]", "a?", "x" * 201])
+@pytest.mark.parametrize(
+    "pattern", ["", "a..b", ".a", "a.", "a b", "a.[b]", "a?", "-a", "a-", "a--b", "a.-*", "x" * 201]
+)
 def test_invalid_globs_are_explained(pattern: str) -> None:
     assert glob_problem(pattern)
 
