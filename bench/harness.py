@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import register, stop_worker
+from hookstream import kafka_security
 from hookstream.config import Settings
 from hookstream.embedded import EmbeddedStack, die_with_parent, free_port
 from hookstream.producers import EventPublisher
@@ -45,6 +46,14 @@ class Servers:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each embedded server has used so far."""
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+
+def _cluster_security(where: Servers) -> dict[str, Any]:
+    """TLS/SASL settings from HOOKSTREAM_KAFKA_* for a cluster given by --bootstrap."""
+    if where.embedded:
+        return {}
+    from_env = Settings.load(os.environ)
+    return {name: getattr(from_env, name) for name in kafka_security.FIELDS}
 
 
 @contextlib.contextmanager
@@ -163,6 +172,7 @@ async def rig(
         fetch_max_wait_ms=20 if where.embedded else 500,
         session_timeout_ms=6000 if where.embedded else 30_000,
         log_level=log_level,
+        **_cluster_security(where),
         **overrides,
     )
     await ensure_topics(settings)

@@ -20,6 +20,7 @@ from hookstream.engine.destinations import EgressPolicy, parse_networks
 from hookstream.engine.gate import GateSettings
 from hookstream.engine.retry import RetryPolicy, parse_schedule
 from hookstream.errors import ConfigError
+from hookstream.kafka_security import security_problems
 
 ENV_PREFIX = "HOOKSTREAM_"
 _TOPIC_PREFIX_RE = re.compile(r"^[a-zA-Z0-9._-]{0,100}$")
@@ -57,6 +58,17 @@ class Settings:
     # A consumer that misses heartbeats this long is dropped from its group and
     # its partitions move. Shorter moves work sooner after a crash.
     session_timeout_ms: int = 30_000
+    # TLS and SASL for every Kafka client (kafka_security.py, docs/connect-kafka.md):
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL is PLAIN, SCRAM-SHA-256 or
+    # SCRAM-SHA-512. The CA file verifies the brokers (default: the system's CAs);
+    # the cert and key files are a client certificate.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     # --- Router ------------------------------------------------------------
     # Events fetched and routed as one batch; the batch's offsets are committed once
@@ -134,7 +146,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     # Bearer key with every permission. Required by `hookstream api`.
-    admin_key: str = ""
+    admin_key: str = field(default="", repr=False)
     # Largest request body the API accepts, in bytes (bigger answers 413).
     api_max_body_bytes: int = 1024 * 1024
     # Requests per hour of each API key tier, `name=limit[:burst]`, comma
@@ -293,6 +305,7 @@ class Settings:
                 problems.append(f"{_env('api_default_tier')} must be one of {', '.join(tiers)}")
         if self.admin_key and len(self.admin_key) < 16:
             problems.append(f"{_env('admin_key')} must be at least 16 characters")
+        problems.extend(security_problems(self))
         return problems
 
     def to_env(self) -> dict[str, str]:

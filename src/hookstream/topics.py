@@ -15,6 +15,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from hookstream.config import Settings
 from hookstream.engine.retry import tier_name
+from hookstream.kafka import admin_options
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,11 @@ class TopicNames:
             delay: f"{p}retry.{tier_name(delay)}" for delay in settings.retry_policy.tiers()
         }
 
+    def own(self) -> frozenset[str]:
+        """Every topic hookstream writes: none of them can be a source."""
+        fixed = (self.events, self.deliveries, self.endpoints, self.config, self.attempts)
+        return frozenset((*fixed, self.dlq, self.health, self.ops, *self.retry_tiers.values()))
+
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of a deployment with its partitions and configs."""
@@ -72,7 +78,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(settings, client_id="topics"))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -104,8 +104,8 @@ async def test_a_log_refilled_past_the_old_position_is_found_by_its_fingerprint(
     await reader.start()
     await other.start()
     try:
-        guard = LogEndGuard("reader", own_settings.bootstrap)
-        other_guard = LogEndGuard("other", own_settings.bootstrap)
+        guard = LogEndGuard("reader", own_settings)
+        other_guard = LogEndGuard("other", own_settings)
         for consumer, tp, count in ((reader, refilled, 10), (other, emptied, 1)):
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)

@@ -7,6 +7,7 @@ import pytest
 from hookstream.config import Settings
 from hookstream.engine.gate import GateSettings
 from hookstream.errors import ConfigError
+from hookstream.kafka import admin_options, consumer_options, producer_options
 
 
 def test_defaults_are_production_safe() -> None:
@@ -87,3 +88,51 @@ def test_the_engine_defaults_are_the_settings_defaults() -> None:
     # One source of truth: a gate built without a Settings object behaves like a
     # default deployment (the request timeout once differed, 10 s against 15 s).
     assert Settings.load({}).gate_settings == GateSettings()
+
+
+SASL = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-256",
+    "kafka_sasl_username": "u",
+    "kafka_sasl_password": "p",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"kafka_security_protocol": "TLS"}, "HOOKSTREAM_KAFKA_SECURITY_PROTOCOL must be one of"),
+        ({**SASL, "kafka_sasl_mechanism": ""}, "HOOKSTREAM_KAFKA_SASL_MECHANISM must be one of"),
+        ({**SASL, "kafka_sasl_mechanism": "GSSAPI"}, "HOOKSTREAM_KAFKA_SASL_MECHANISM"),
+        ({**SASL, "kafka_sasl_username": ""}, "HOOKSTREAM_KAFKA_SASL_USERNAME is required"),
+        ({**SASL, "kafka_sasl_password": ""}, "HOOKSTREAM_KAFKA_SASL_PASSWORD is required"),
+        ({"kafka_sasl_username": "u"}, "HOOKSTREAM_KAFKA_SASL_* are set but"),
+        ({"kafka_ssl_cafile": "/etc/hostname"}, "HOOKSTREAM_KAFKA_SSL_* are set but"),
+        ({**SASL, "kafka_ssl_cafile": "/nonexistent/ca.pem"}, "/nonexistent/ca.pem: no such file"),
+        ({**SASL, "kafka_ssl_certfile": "/etc/hostname"}, "go together"),
+        ({**SASL, "kafka_ssl_cafile": "/etc/hostname"}, "do not make a TLS context"),
+    ],
+)
+def test_kafka_security_that_cannot_work_is_refused(
+    changes: dict[str, object], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings(**changes).validate()  # type: ignore[arg-type]
+    assert any(needle in line for line in exc.value.problems), exc.value.problems
+
+
+def test_kafka_security_becomes_the_clients_options() -> None:
+    assert "security_protocol" not in producer_options(Settings(), client_id="x")
+    secured = Settings(**SASL)  # type: ignore[arg-type]
+    for options in (
+        producer_options(secured, client_id="x"),
+        consumer_options(secured, client_id="x"),
+        admin_options(secured, client_id="x"),
+    ):
+        assert options["security_protocol"] == "SASL_SSL"
+        assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+        assert options["sasl_plain_username"] == "u"
+        assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED"
+        assert options["ssl_context"].check_hostname
+    plain = Settings(**{**SASL, "kafka_security_protocol": "SASL_PLAINTEXT"})  # type: ignore[arg-type]
+    assert "ssl_context" not in producer_options(plain, client_id="x")

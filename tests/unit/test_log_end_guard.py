@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
+from hookstream.config import Settings
 from hookstream.kafka import LOSS_SUSPECT_S, LogEndGuard
 
 LOST = TopicPartition("deliveries", 0)
@@ -40,7 +41,7 @@ class _Consumer:
 
 async def _lost_once(clock: list[float] | None = None) -> tuple[LogEndGuard, _Consumer]:
     now = clock or [0.0]
-    guard = LogEndGuard("dispatcher", "unused:9092", clock=lambda: now[0])
+    guard = LogEndGuard("dispatcher", Settings(), clock=lambda: now[0])
     consumer = _Consumer()
     assert await guard.check(consumer) == [LOST]
     assert consumer.seeks == [(LOST, "start")]
@@ -73,7 +74,7 @@ async def test_the_group_commit_is_trusted_again_once_the_loss_is_old() -> None:
 
 
 async def test_a_guard_that_lost_nothing_never_seeks() -> None:
-    guard, consumer = LogEndGuard("dispatcher", "unused:9092"), _Consumer()
+    guard, consumer = LogEndGuard("dispatcher", Settings()), _Consumer()
     guard.committed({KEPT: 40})
     await guard.assigned(consumer, {KEPT})
     assert consumer.seeks == []

@@ -89,7 +89,7 @@ class AttemptIndex:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        guard = LogEndGuard("attempt-index", self._settings.bootstrap)
+        guard = LogEndGuard("attempt-index", self._settings)
         while True:
             await guard.check(consumer)
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)

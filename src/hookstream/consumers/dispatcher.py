@@ -55,7 +55,7 @@ class Dispatcher:
         self._clock = clock
         self._window = asyncio.Semaphore(settings.in_flight)
         self._tracker = OffsetTracker()
-        self._guard = LogEndGuard("dispatcher", settings.bootstrap)
+        self._guard = LogEndGuard("dispatcher", settings)
         self._generation = 0  # bumped when a rebalance revokes partitions
         self._holes = HoleWatch(HOLE_ACCEPT_S)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -166,7 +166,7 @@ class HealthBook:
     async def _tail(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        guard = LogEndGuard("health", self._settings.bootstrap)
+        guard = LogEndGuard("health", self._settings)
         while True:
             await guard.check(consumer)
             batch = await consumer.getmany(timeout_ms=1000)

@@ -147,7 +147,7 @@ class CompactedView:
 
     async def _tail(self) -> None:
         assert self._consumer is not None
-        guard = LogEndGuard(self._client_id, self._settings.bootstrap)
+        guard = LogEndGuard(self._client_id, self._settings)
         while True:
             await guard.check(self._consumer)
             batch = await self._consumer.getmany(self._tp, timeout_ms=1000)
