@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from hookstream.api.state import CATALOG
 from hookstream.config import Settings
@@ -71,6 +72,25 @@ async def _alpha(client: TestClient[Any, Any], settings: Settings) -> dict[str, 
         headers=AUTH,
     )
     assert key.status == 201
+    # A source whose records all belong to alpha (admin-only, like every source).
+    topic = f"{settings.topic_prefix}alpha-orders"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    source = await client.post(
+        "/v1/sources",
+        json={
+            "id": "alpha-orders",
+            "topic": topic,
+            "format": "json",
+            "map": {"tenant": f"={ALPHA}"},
+        },
+        headers=AUTH,
+    )
+    assert source.status == 201, await source.text()
     return {
         "endpoint_id": endpoint["id"],
         "secret": endpoint["secret"],
@@ -81,6 +101,7 @@ async def _alpha(client: TestClient[Any, Any], settings: Settings) -> dict[str, 
         "message_id": task.message_id,
         "task_id": (await redrive.json())["task_id"],
         "key_id": (await key.json())["id"],
+        "source_id": "alpha-orders",
     }
 
 
@@ -92,6 +113,7 @@ def _aim(path: str, target: dict[str, str]) -> str:
         "{message_id}": target["message_id"],
         "{task_id}": target["task_id"],
         "{key_id}": target["key_id"],
+        "{source_id}": target["source_id"],
         "{name}": "order.paid",
     }
     for name, value in values.items():
@@ -108,6 +130,7 @@ GHOST = {
     "message_id": "msg_00000000000000000000000000000000",
     "task_id": "task_000000000000000000000000",
     "key_id": "hsk_000000000000",
+    "source_id": "ghost-orders",
 }
 
 
@@ -121,6 +144,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/tenants"): {"id": "tenant-gamma"},
     ("post", "/v1/api-keys"): {"name": "x", "scopes": ["endpoints:read"], "tenant": ALPHA},
     ("post", "/v1/event-types"): {"name": "order.refunded"},
+    ("post", "/v1/sources"): {"id": "beta-orders", "topic": "alpha-orders", "format": "json"},
     ("patch", "/v1/endpoints/{endpoint_id}"): {"url": "http://beta.test/h"},
 }
 # Event types are one catalog shared by every tenant (docs/api.md), not alpha's data.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hookstream.engine import catalog, custom_headers, endpoint, names
+from hookstream.engine import catalog, custom_headers, endpoint, names, source
 from hookstream.engine.apikeys import SCOPES
 from hookstream.engine.retry import MAX_ATTEMPTS_LIMIT, RETRY_POLICY_KINDS
 
@@ -153,6 +153,40 @@ TENANT: Schema = {
         "created_at": TIMESTAMP,
     },
     "required": ["id", "name", "created_at"],
+}
+
+SOURCE_CREATE: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {**ID, "maxLength": source.MAX_SOURCE_ID},
+        "topic": {"type": "string", "pattern": source.TOPIC_RE.pattern},
+        "format": {"enum": list(source.FORMATS)},
+        "map": {
+            "type": "object",
+            "propertyNames": {"enum": list(source.MAP_FIELDS)},
+            "additionalProperties": {"type": "string", "maxLength": source.MAX_SPEC},
+            "description": (
+                'Where each event field is read: a JSON Pointer ("/a/b"), "key", '
+                '"header:NAME" or "=literal".'
+            ),
+        },
+        "start": {"enum": list(source.STARTS)},
+    },
+    "required": ["id", "topic", "format"],
+    "additionalProperties": False,
+}
+SOURCE: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "topic": {"type": "string"},
+        "format": {"enum": list(source.FORMATS)},
+        "map": {"type": "object", "additionalProperties": {"type": "string"}},
+        "start": {"enum": list(source.STARTS)},
+        "start_offsets": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "created_at": TIMESTAMP,
+    },
+    "required": ["id", "topic", "format", "map", "start", "start_offsets", "created_at"],
 }
 
 EVENT_TYPE_CREATE: Schema = {

@@ -1,4 +1,5 @@
-"""The router: an aiokafka batch loop from `events` (and `ops`) to `deliveries`.
+"""The router: an aiokafka batch loop from `events`, `ops` and the sources'
+topics to `deliveries`.
 
 It reads like what it does: fetch a batch → wait for the registry to hold
 every endpoint write made before the batch's events → route each event
@@ -9,6 +10,11 @@ broker has acknowledged every record of the batch, commit the batch's
 offsets. A crash before the commit routes the batch again, with the same
 message ids. A record that is not an event goes to the DLQ with its reason
 through the worker's durable `DeadLetters`, and its offset moves on.
+
+Sources (engine/source.py) are topics in their users' own shape, read from
+the catalog: the loop subscribes to a new source's topic on its next turn and
+drops a deleted one's, and a source partition without a commit starts where
+the source says (the topic's end when it was created, or its first offset).
 
 One loop, one task: records of a partition are routed in order, so a
 subject's events keep their order in `deliveries` (same key, same partition).
@@ -30,7 +36,8 @@ from hookstream.config import Settings
 from hookstream.consumers.dead_letters import DeadLetters
 from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.engine.delivery import DeliveryTask, webhook_body
-from hookstream.engine.event import decode_event
+from hookstream.engine.event import Event, decode_event
+from hookstream.engine.source import RecordMapper
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.producers.durable import retriable
@@ -58,7 +65,7 @@ class Router:
         self._catalog = catalog
         self._metrics = metrics
         self._names = TopicNames(settings)
-        self._guard = LogEndGuard("router", settings.bootstrap)
+        self._guard = LogEndGuard("router", settings)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
@@ -68,6 +75,8 @@ class Router:
         # batch is fetched while the last one's commit is on its way.
         self._acked: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task[None] | None = None
+        self._mappers: dict[str, RecordMapper] = {}  # source topic → its mapper
+        self._sources_version = -1  # the catalog's, when the mappers were built
         self.poison = 0
 
     async def start(self, producer: AIOKafkaProducer, dead_letters: DeadLetters) -> None:
@@ -82,16 +91,15 @@ class Router:
             **consumer_options(self._settings, client_id="router"),
             group_id=self._names.router_group,
         )
-        self._consumer.subscribe(
-            [self._names.events, self._names.ops], listener=_FinishBeforeRevoke(self)
-        )
+        self._read_sources()
+        self._consumer.subscribe(self._topics(), listener=_FinishBeforeRevoke(self))
         await self._consumer.start()
         while not self._consumer.assignment():
             await self._consumer.getmany(timeout_ms=100, max_records=1)  # join, no records yet
             for tp in self._consumer.assignment():
                 # Nothing fetched was handed over (max 1 record could have been): read
                 # every assigned partition again from its committed position.
-                await self._seek_committed(tp)
+                await self._place(tp, committed_only=False)
         self._task = asyncio.create_task(self._run(), name="router")
 
     async def stop(self) -> None:
@@ -115,6 +123,10 @@ class Router:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._committer)
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this router reads now."""
+        return set() if self._consumer is None else set(self._consumer.assignment())
+
     @property
     def failure(self) -> BaseException | None:
         """The error that ended the routing loop, if it died."""
@@ -129,6 +141,8 @@ class Router:
         assert consumer is not None
         guard = self._guard
         while True:
+            if self._catalog.sources_version != self._sources_version:
+                self._follow_sources(consumer)
             for tp in await guard.check(consumer):
                 self._acked.pop(tp, None)  # read from its start again: nothing to commit
             batch = await consumer.getmany(
@@ -190,8 +204,11 @@ class Router:
         """Queue the delivery records of one event and return their acknowledgements;
         None for a record that is not an event (dead-lettered)."""
         operational = record.topic == self._names.ops
+        mapper = self._mappers.get(record.topic)
+        if mapper is None and not operational and record.topic != self._names.events:
+            return []  # a source deleted since this batch was fetched: no longer routed
         try:
-            event = decode_event(record.value, max_bytes=self._settings.max_event_bytes)
+            event = self._decode(record, mapper)
             event_type = None if operational else self._catalog.event_types.get(event.type)
             if event_type is not None and (problems := event_type.data_problems(event.data)):
                 raise InvalidInput([*problems, FieldProblem("type", f"schema of {event.type}")])
@@ -203,7 +220,9 @@ class Router:
                 record.value,
                 list(record.headers or ()),
                 reason=str(exc),
-                source="ops" if operational else "events",
+                source=(
+                    f"source:{mapper.source.id}" if mapper else "ops" if operational else "events"
+                ),
                 position=(record.topic, record.partition, record.offset),
             )
             return None
@@ -227,6 +246,59 @@ class Router:
             )
         return acks
 
+    def _decode(self, record: Record, mapper: RecordMapper | None) -> Event:
+        max_bytes = self._settings.max_event_bytes
+        if mapper is None:
+            return decode_event(record.value, max_bytes=max_bytes)
+        return mapper.event(
+            record.key,
+            record.value,
+            list(record.headers or ()),
+            timestamp_ms=record.timestamp,
+            partition=record.partition,
+            offset=record.offset,
+            max_bytes=max_bytes,
+        )
+
+    # -- sources ------------------------------------------------------------------
+
+    def _topics(self) -> list[str]:
+        return [self._names.events, self._names.ops, *sorted(self._mappers)]
+
+    def _read_sources(self) -> None:
+        self._sources_version = self._catalog.sources_version
+        self._mappers = {s.topic: RecordMapper(s) for s in self._catalog.sources.values()}
+
+    def _follow_sources(self, consumer: AIOKafkaConsumer) -> None:
+        """Subscribe to the sources' topics as the catalog has them now."""
+        before = self._topics()
+        self._read_sources()
+        if self._topics() != before:
+            log.info("router follows sources", extra={"topics": self._topics()})
+            consumer.subscribe(self._topics(), listener=_FinishBeforeRevoke(self))
+
+    async def _place(self, tp: TopicPartition, *, committed_only: bool) -> None:
+        """Position a newly assigned partition: at its commit, and a source partition
+        never before where its source starts. `committed_only`: leave a partition
+        whose commit aiokafka will use anyway."""
+        consumer = self._consumer
+        assert consumer is not None
+        mapper = self._mappers.get(tp.topic)
+        if mapper is None and committed_only:
+            return
+        committed = await consumer.committed(tp)
+        start = 0 if mapper is None else mapper.source.start_offsets.get(tp.partition, 0)
+        if committed is not None and committed >= start:
+            if not committed_only:
+                consumer.seek(tp, committed)
+        elif start > 0:
+            consumer.seek(tp, start)
+        elif not committed_only:
+            await consumer.seek_to_beginning(tp)
+        # else: no commit and no start offset, so aiokafka's own reset (earliest) places
+        # it. A seek_to_beginning from the rebalance listener was seen to move a source
+        # partition back after its first records were routed: every record twice.
+
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
         assert consumer is not None
@@ -242,15 +314,6 @@ class Router:
             log.warning("router commit skipped", extra={"error": type(exc).__name__})
         except KafkaError as exc:
             log.warning("router commit failed; next batch commits", extra={"error": str(exc)})
-
-    async def _seek_committed(self, tp: TopicPartition) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        committed = await consumer.committed(tp)
-        if committed is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, committed)
 
 
 YIELD_EVERY = 100  # records routed between turns of the event loop
@@ -268,6 +331,9 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._router.finish_batch()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        consumer = self._router._consumer
+        router = self._router
+        consumer = router._consumer
         assert consumer is not None
-        await self._router._guard.assigned(consumer, set(assigned))
+        await router._guard.assigned(consumer, set(assigned))
+        for tp in assigned:
+            await router._place(tp, committed_only=True)
