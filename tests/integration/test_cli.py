@@ -12,9 +12,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from hookstream.config import Settings
 from hookstream.embedded import EmbeddedStack, free_port, port_open
+from hookstream.topics import TopicNames, topic_specs
 from tests.conftest import ADMIN_KEY, AUTH, eventually
 
 pytestmark = pytest.mark.integration
@@ -172,3 +174,42 @@ def test_a_taken_port_is_one_line_and_exit_1(role: list[str]) -> None:
     ]
     assert "Traceback" not in done.stdout
     assert _embedded_server_pids() <= before
+
+
+async def test_the_topics_command_creates_every_topic_explicitly_and_once(
+    stack: EmbeddedStack,
+) -> None:
+    prefix = f"topics{os.getpid()}."
+    env = {
+        **stack.settings(Settings()).to_env(),
+        "HOOKSTREAM_TOPIC_PREFIX": prefix,
+        "HOOKSTREAM_PARTITIONS": "5",
+        "HOOKSTREAM_REPLICATION_FACTOR": "1",
+        "HOOKSTREAM_LOG_LEVEL": "INFO",
+    }
+    first = await asyncio.to_thread(_hookstream, "topics", env=env)
+    assert first.returncode == 0, first.stderr
+    settings = Settings.load(env)
+    specs = {s.name: s for s in topic_specs(settings)}
+    assert set(specs) == TopicNames(settings).own()
+    for spec in specs.values():
+        assert spec.partitions >= 1
+        compacted = spec.configs.get("cleanup.policy") == "compact"
+        assert compacted or int(spec.configs["retention.ms"]) > 0, spec
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(sorted(specs))
+    finally:
+        await admin.close()
+    partitions = {d["topic"]: len(d["partitions"]) for d in described}
+    assert partitions == {name: spec.partitions for name, spec in specs.items()}
+    assert {
+        partitions[TopicNames(settings).deliveries],
+        partitions[TopicNames(settings).events],
+    } == {5}
+    # Run again (a compose init job on every `up`): nothing to create, still exit 0.
+    assert set(first.stdout.removeprefix("created: ").strip().split(", ")) == set(specs)
+    again = await asyncio.to_thread(_hookstream, "topics", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "created: nothing (all exist)"
