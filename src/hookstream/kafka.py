@@ -229,9 +229,11 @@ class LogEndGuard:
         oldest = {tp: self._prints[tp][0] for tp in tps if self._prints.get(tp)}
         if not oldest:
             return []
-        side = AIOKafkaConsumer(
-            **consumer_options(self._settings, client_id=f"{self._stage}-verify"), group_id=None
-        )
+        options = consumer_options(self._settings, client_id=f"{self._stage}-verify")
+        # A fingerprint past the new log end must read as gone: reset to the end, where
+        # the high watermark shows it, not to the start (a different record there).
+        options |= {"auto_offset_reset": "latest", "fetch_max_wait_ms": 500}
+        side = AIOKafkaConsumer(**options, group_id=None)
         try:
             async with asyncio.timeout(VERIFY_TIMEOUT_S):
                 await start_whole(side)
