@@ -31,6 +31,7 @@ from hookstream.embedded import EmbeddedStack, free_port
 from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
+from hookstream.stacks import every_suspended, suspended_at
 from hookstream.topics import ensure_topics
 from hookstream.views.registry import EndpointRegistry
 
@@ -247,7 +248,18 @@ async def worker(fast: Settings) -> AsyncIterator[Worker]:
     running = Worker(fast)
     await running.start()
     yield running
-    await running.stop()
+    await stop_within(running)
+
+
+async def stop_within(worker: Worker, timeout: float = 90) -> None:
+    """Stop a worker; a stop that hangs fails the test naming where it waits."""
+    stopping = asyncio.create_task(worker.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=timeout)
+    if not done:
+        where, tasks = suspended_at(stopping), every_suspended()
+        stopping.cancel()
+        pytest.fail(f"the worker did not stop within {timeout:g} s; waiting in {where}; {tasks}")
+    stopping.result()
 
 
 @pytest.fixture

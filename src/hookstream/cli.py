@@ -22,6 +22,7 @@ from hookstream import __version__, logs
 from hookstream.config import Settings
 from hookstream.errors import ConfigError, HookstreamError
 from hookstream.listening import listen
+from hookstream.stacks import every_suspended, suspended_at
 
 log = logging.getLogger("hookstream")
 
@@ -162,7 +163,7 @@ async def _worker(settings: Settings, _: argparse.Namespace) -> int:
         log.error(
             f"worker did not stop within {settings.shutdown_timeout_s:g} s; "
             "exiting without a clean stop (uncommitted deliveries will be sent again)",
-            extra={"waiting_in": _where(stopping_cleanly)},
+            extra={"waiting_in": suspended_at(stopping_cleanly), "tasks": every_suspended()},
         )
         logging.shutdown()
         os._exit(1)
@@ -170,18 +171,6 @@ async def _worker(settings: Settings, _: argparse.Namespace) -> int:
     if starting.done() and not starting.cancelled() and starting.exception() is not None:
         raise starting.exception()  # type: ignore[misc]
     return 1 if failed is not None and failed.done() else 0
-
-
-def _where(task: asyncio.Task[Any]) -> str:
-    """The innermost frames a task is suspended in, for a stop that hangs."""
-    where: list[str] = []
-    coro: Any = task.get_coro()
-    while coro is not None and len(where) < 12:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            where.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return " > ".join(where) or "?"
 
 
 async def _api(settings: Settings, _: argparse.Namespace) -> int:

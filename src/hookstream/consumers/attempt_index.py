@@ -19,7 +19,6 @@ Keys (prefix = topic prefix):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,9 +32,12 @@ from redis.exceptions import RedisError
 from hookstream.config import Settings
 from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.redis_keys import RedisKeys
+from hookstream.stacks import suspended_at
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+STOP_S = 10.0  # longest wait for the indexing task after its cancel
 
 KEEP_PER_ENDPOINT = 1000
 MESSAGE_TTL_S = 7 * 24 * 3600
@@ -81,8 +83,14 @@ class AttemptIndex:
         """Stop indexing and leave the group."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: the index is soft state, and a worker's stop must not hang on it.
+            # A task that outlives its cancel names the await that held it.
+            await asyncio.wait({self._task}, timeout=STOP_S)
+            if not self._task.done():
+                log.error(
+                    "attempt index did not stop when cancelled; leaving it",
+                    extra={"waiting_in": suspended_at(self._task)},
+                )
         if self._consumer is not None:
             await stop_client(self._consumer)
 
