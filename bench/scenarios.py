@@ -15,6 +15,9 @@ from typing import Any
 from bench import backlog as backlog_bench
 from bench import isolation as isolation_bench
 from bench.harness import Progress, Rig, Servers, publish, publish_at, rig
+from hookstream.config import Settings
+from hookstream.kafka import log_ends
+from hookstream.topics import TopicNames
 
 ENDPOINTS = 10
 PAD = 200  # bytes of filler in each event's data: about 300-byte webhooks
@@ -94,6 +97,7 @@ async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]
         servers_cpu = {k: v - servers_before[k] for k, v in where.cpu_seconds().items()}
         sink_cpu = running.sink_cpu_seconds() - sink_before
         stats = await running.sink_stats()
+        parked = await _tier_records(running.settings)
         sustained = _sustained(samples, events)
         concurrency = running.settings.http_connections_per_host * workers
         count = min(events, 30_000)
@@ -121,8 +125,18 @@ async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]
             "peak_rss_mib": round(running.peak_rss_mib(), 1),
             "duplicates": stats["duplicates"],
             "lost": events - stats["distinct"],
+            # No endpoint fails here: every retry-tier record is a delivery the gate parked.
+            "parked": parked,
             "series": _series(stats),
         }
+
+
+async def _tier_records(settings: Settings) -> int:
+    total = 0
+    for topic in TopicNames(settings).retry_tiers.values():
+        ends = await log_ends(settings, topic)
+        total += sum((ends or {}).values())
+    return total
 
 
 async def latency(where: Servers, *, workers: int, rate: float, seconds: float) -> dict[str, Any]:
