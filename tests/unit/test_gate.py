@@ -272,31 +272,3 @@ def test_a_waiter_is_overdue_only_when_the_endpoint_says_its_turn_is_far() -> No
     assert g.overdue(0.05, position=29)
     # The same queue behind requests already 3 s old: every turn is far.
     assert g.overdue(3.0, position=0)
-    # Unless the worker itself ran that late: its own delay is not the endpoint's.
-    assert g.overdue(0.05, position=29, slack_s=0.4)
-    assert not g.overdue(0.05, position=29, slack_s=0.6)  # 1.5 s ≤ 1 s hold + 0.6 s
-
-
-def test_a_worker_running_late_does_not_park_for_its_own_delay() -> None:
-    # 100 ms answers: waiters are admitted until the next one's turn is past the 1 s hold.
-    busy, late = gate(), gate()
-    for g in (busy, late):
-        for _ in range(10):
-            run(g, AttemptResult(status=200, duration_ms=100.0), 0.0)
-    admitted = 0
-    while busy.admit(0.0).park_s is None:
-        admitted += 1
-    assert admitted > 2
-    for _ in range(admitted):
-        assert late.admit(0.0).park_s is None
-    # The same queue with the worker 0.5 s late: within what the lateness explains.
-    assert late.admit(0.0, slack_s=0.5).park_s is None
-    assert late.waiting == admitted + 1
-
-
-def test_a_rate_limit_wait_is_never_excused_by_the_workers_lateness() -> None:
-    g = gate(rate_limit=0.5)
-    assert g.admit(0.0).park_s is None  # the burst of one
-    parked = g.admit(0.0, slack_s=10.0)
-    assert parked.park_s is not None
-    assert parked.reason == "rate limit"

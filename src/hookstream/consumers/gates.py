@@ -19,11 +19,10 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from hookstream.consumers.loop_lag import LoopLag
 from hookstream.engine.clock import parse_rfc3339
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.gate import EndpointGate, GateSettings
@@ -44,17 +43,9 @@ class Entry:
 class EndpointGates:
     """Admission for the endpoints this worker delivers to."""
 
-    def __init__(
-        self,
-        settings: GateSettings,
-        *,
-        clock: Callable[[], float] = time.time,
-        loop_lag: LoopLag | None = None,
-    ) -> None:
+    def __init__(self, settings: GateSettings, *, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
-        # The worker's own lateness, taken off what endpoints seem to cost (decision 021).
-        self._loop_lag = loop_lag
         self._gates: dict[str, EndpointGate] = {}
         self._partition: dict[str, TopicPartition] = {}
         self._disabled: dict[str, bool] = {}
@@ -68,7 +59,7 @@ class EndpointGates:
     async def enter(self, endpoint: Endpoint, tp: TopicPartition, *, reserved: bool) -> Entry:
         """Admit one delivery: returns once it holds a concurrency slot, or at once to park."""
         gate = self.gate(endpoint, tp)
-        admission = gate.admit(self._clock(), reserved=reserved, slack_s=self._slack_s())
+        admission = gate.admit(self._clock(), reserved=reserved)
         if admission.park_s is not None:
             self._dirty.add(gate.endpoint_id)
             return Entry(gate, admission.park_s, admission.reason, admission.reserved)
@@ -97,13 +88,7 @@ class EndpointGates:
         return Entry(gate, reserved=admission.reserved, probe=admission.probe)
 
     def leave(self, entry: Entry, result: AttemptResult) -> None:
-        """Count a sent delivery's outcome and hand its slot on.
-
-        The gate learns the endpoint's answer time without the loop's lateness:
-        a response that waited for a busy worker was not the endpoint's delay."""
-        if self._loop_lag is not None and (late_ms := self._loop_lag.mean_s * 1000) > 0:
-            own = max(result.duration_ms - late_ms, min(result.duration_ms, 1.0))
-            result = replace(result, duration_ms=own)
+        """Count a sent delivery's outcome and hand its slot on."""
         entry.gate.finished(result, self._clock(), probe=entry.probe)
         self._dirty.add(entry.gate.endpoint_id)
         self._wake(entry.gate)
@@ -203,9 +188,7 @@ class EndpointGates:
             try:
                 while not future.done():
                     await asyncio.wait((future,), timeout=hold_s)
-                    if not future.done() and gate.overdue(
-                        self._clock(), waiters.index(future), slack_s=self._slack_s()
-                    ):
+                    if not future.done() and gate.overdue(self._clock(), waiters.index(future)):
                         waiters.remove(future)
                         future.cancel()
                         self._wake(gate)
@@ -219,10 +202,6 @@ class EndpointGates:
                 break
         gate.started(self._clock())
         return True
-
-    def _slack_s(self) -> float:
-        """How late this worker runs now: a wait that long is not the endpoint's."""
-        return 0.0 if self._loop_lag is None else self._loop_lag.recent_s
 
     def _wake(self, gate: EndpointGate) -> None:
         waiters = self._waiters.get(gate.endpoint_id)

@@ -28,7 +28,6 @@ from hookstream.consumers.gates import EndpointGates
 from hookstream.consumers.health import HealthBook
 from hookstream.consumers.health_metrics import HealthCollector
 from hookstream.consumers.lag import LagMonitor
-from hookstream.consumers.loop_lag import LoopLag
 from hookstream.consumers.metrics import RollupFlusher, WorkerMetrics
 from hookstream.consumers.ops_events import OpsEvents
 from hookstream.consumers.retry_tiers import RetryTiers
@@ -65,8 +64,7 @@ class Worker:
         self.attempt_index: AttemptIndex | None = None
         self.retry_tiers: RetryTiers | None = None
         self.dead_letters: DeadLetters | None = None
-        self.loop_lag = LoopLag(self.metrics_registry)
-        self.gates = EndpointGates(settings.gate_settings, loop_lag=self.loop_lag)
+        self.gates = EndpointGates(settings.gate_settings)
         self.courier: Courier | None = None
         self.health: HealthBook | None = None
         self.ops: OpsEvents | None = None
@@ -77,7 +75,6 @@ class Worker:
         """Load the registry, then join the router and dispatcher groups together."""
         if self.settings.dev_mode:
             log.warning("dev mode: loopback and private destinations are allowed")
-        self.loop_lag.start()
         await self.registry.start()
         await self.catalog.start()
         sender, self._session = build_sender(self.settings)
@@ -156,7 +153,6 @@ class Worker:
             await self._session.close()
         await self.catalog.stop()
         await self.registry.stop()
-        await self.loop_lag.stop()
         log.info(
             "worker stopped",
             extra={"router_s": round(router_s, 2), "total_s": round(time.monotonic() - started, 2)},

@@ -109,9 +109,8 @@ class EndpointGate:
 
     # -- admit -------------------------------------------------------------
 
-    def admit(self, now: float, *, reserved: bool = False, slack_s: float = 0.0) -> Admission:
-        """Decide for one delivery that wants to start now (`slack_s`: how late the
-        worker itself runs, which the wait for a concurrency slot may hold)."""
+    def admit(self, now: float, *, reserved: bool = False) -> Admission:
+        """Decide for one delivery that wants to start now."""
         hold = self.circuit.allow(now)
         if hold > 0:
             self.parked += 1
@@ -121,10 +120,8 @@ class EndpointGate:
         if self.rate is not None and not reserved:
             rate_wait = self.rate.reserve(now)
             reserved = True
-        queue_wait = self._queue_wait(now)
-        wait = max(rate_wait, queue_wait)
-        hold_s = self.settings.hold_max_s
-        if rate_wait > hold_s or queue_wait > hold_s + slack_s:
+        wait = max(rate_wait, self._queue_wait(now))
+        if wait > self.settings.hold_max_s:
             if probe:
                 self.circuit.abandon()
             self.parked += 1
@@ -146,17 +143,15 @@ class EndpointGate:
             latency_s = max(latency_s, age_s)
         return ahead * latency_s / self.concurrency.cap
 
-    def overdue(self, now: float, position: int, *, slack_s: float = 0.0) -> bool:
+    def overdue(self, now: float, position: int) -> bool:
         """A delivery has waited `hold_max_s` for a slot, `position` others ahead of it in
         the queue: True when what the endpoint shows now (its latency, its oldest
         request in flight) says its turn is still more than `hold_max_s` away.
 
         A delivery that waits because the worker is busy, not the endpoint, is not
-        overdue: parking it would only add work where there is too much already.
-        `slack_s` is how late the worker itself runs now (its event loop): that much
-        of the wait is not the endpoint's."""
+        overdue: parking it would only add work where there is too much already."""
         ahead = self.in_flight - self.concurrency.cap + position + 1
-        return self._wait_behind(ahead, now) > self.settings.hold_max_s + slack_s
+        return self._wait_behind(ahead, now) > self.settings.hold_max_s
 
     def can_start(self) -> bool:
         """A concurrency slot is free."""
