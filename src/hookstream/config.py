@@ -45,6 +45,8 @@ class Settings:
     partitions: int = 12
     # 3 keeps a webhook through the loss of a broker; the embedded broker needs 1.
     replication_factor: int = 3
+    # Days a dead letter is kept, in `dlq` and in the Redis index (docs/reliability.md).
+    dlq_retention_days: float = 30.0
 
     # --- Kafka clients ---------------------------------------------------
     # Idempotent producers stop retries from writing a record twice. The embedded
@@ -229,6 +231,7 @@ class Settings:
         for name in (
             "partitions",
             "replication_factor",
+            "dlq_retention_days",
             "router_batch_records",
             "in_flight",
             "fetch_max_records",

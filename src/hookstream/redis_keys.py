@@ -54,6 +54,21 @@ class RedisKeys:
         """String: the ingest claim on (tenant, event id)."""
         return f"{self.prefix}idem:{tenant}:{event_id}"
 
+    def dlq_letter(self, letter_id: str) -> str:
+        """Hash: one dead letter as the DLQ index holds it (views/dlq_index.py)."""
+        return f"{self.prefix}dlq:letter:{letter_id}"
+
+    def dlq_set(self, state: str, field: str = "", value: str = "") -> str:
+        """Sorted set: the letters in `state` (open, redriven), or those of one
+        filter `field` (tenant, endpoint, type) `value`. The index's scripts build
+        the same names."""
+        return f"{self.prefix}dlq:{state}" + (f":{field}:{value}" if field else "")
+
+    @property
+    def dlq_messages(self) -> str:
+        """Hash: message id -> its newest dead letter's id."""
+        return f"{self.prefix}dlq:messages"
+
     def task(self, task_id: str) -> str:
         """Hash: a background task's progress (redrive)."""
         return f"{self.prefix}tasks:{task_id}"

@@ -17,6 +17,8 @@ from hookstream.config import Settings
 from hookstream.engine.retry import tier_name
 from hookstream.kafka import admin_options
 
+DAY_MS = 24 * 3600 * 1000
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -38,6 +40,7 @@ class TopicNames:
         self.config = f"{p}config"  # tenants, event types, API keys
         self.attempts = f"{p}attempts"
         self.dlq = f"{p}dlq"
+        self.dlq_state = f"{p}dlq-state"  # redrives, keyed by letter id
         self.health = f"{p}health"
         self.ops = f"{p}ops"
         self.router_group = f"{p}router"
@@ -49,7 +52,8 @@ class TopicNames:
     def own(self) -> frozenset[str]:
         """Every topic hookstream writes: none of them can be a source."""
         fixed = (self.events, self.deliveries, self.endpoints, self.config, self.attempts)
-        return frozenset((*fixed, self.dlq, self.health, self.ops, *self.retry_tiers.values()))
+        tail = (self.dlq, self.dlq_state, self.health, self.ops)
+        return frozenset((*fixed, *tail, *self.retry_tiers.values()))
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -64,7 +68,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Retry tiers: co-partitioned with deliveries (same count, same key).
         *(TopicSpec(topic, n, week) for topic in names.retry_tiers.values()),
         TopicSpec(names.attempts, n, week),
-        TopicSpec(names.dlq, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(names.dlq, n, {"retention.ms": str(int(settings.dlq_retention_days * DAY_MS))}),
+        # What was redriven, latest per letter: small, read by the DLQ index.
+        TopicSpec(names.dlq_state, 1, compact),
         # Config is small and read whole by every process: one partition keeps
         # read-your-writes a single offset comparison.
         TopicSpec(names.endpoints, 1, compact),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import aclosing
+import secrets
 from dataclasses import replace
 from typing import Any
 
@@ -11,63 +11,84 @@ from aiohttp import web
 from hookstream.api import schemas
 from hookstream.api.auth import principal
 from hookstream.api.endpoints import find_endpoint
-from hookstream.api.paging import AFTER, BAD_CURSOR, LIMIT, page_limit, pair_cursor
+from hookstream.api.paging import AFTER, BAD_CURSOR, LIMIT, page_limit
 from hookstream.api.problems import BadRequest, NotFound, json_response
 from hookstream.api.routes import BODY, Operations, Param
 from hookstream.api.schemas import OBJECT, page
 from hookstream.api.state import PRODUCER, SETTINGS, TASKS
 from hookstream.engine.clock import parse_rfc3339
+from hookstream.engine.letters import DeadLetterFilter, is_letter_id
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.topics import TopicNames
-from hookstream.views.dlq import DeadLetterFilter, DeadLetterReader, redrive
+from hookstream.views.dlq import redrive_ids
+from hookstream.views.dlq_index import OPEN, REDRIVEN
 
 routes = Operations("dlq")
 
 FILTER_FIELDS = ("tenant", "endpoint_id", "event_type", "since", "until")
 FILTER_PARAMS = tuple(Param(name, {"type": "string", "maxLength": 256}) for name in FILTER_FIELDS)
+INCLUDE = Param(
+    "include",
+    {"type": "string", "enum": ["redriven"]},
+    "`redriven`: also letters already redriven (default: only those not yet)",
+)
 
 
 @routes.get(
     "/v1/dlq",
     scope="dlq:manage",
-    query=(*FILTER_PARAMS, LIMIT, AFTER),
+    query=(*FILTER_PARAMS, INCLUDE, LIMIT, AFTER),
     ok=(200, page(OBJECT)),
 )
 async def list_dead_letters(request: web.Request) -> web.Response:
-    """Dead letters matching the query's filters, in cursor pages (`limit`, `after`)."""
-    where = _own(request, dead_letter_filter(dict(request.query), allow_extra={"limit", "after"}))
+    """Dead letters matching the query's filters, oldest first, in cursor pages.
+
+    A page may hold fewer than `limit` letters when a rare filter meets a big
+    DLQ: follow `next` until it is null.
+    """
+    where = _own(
+        request, dead_letter_filter(dict(request.query), allow_extra={"limit", "after", "include"})
+    )
+    include = request.query.get("include")
     limit = page_limit(request)
-    resume = pair_cursor(request.query.get("after"))
-    if resume is not None and resume[0] < 0:
+    after = request.query.get("after")
+    if after is not None and not is_letter_id(after):
         raise BadRequest(BAD_CURSOR)
-    reader = DeadLetterReader(request.app[SETTINGS])
-    data: list[dict[str, Any]] = []
+    index = request.app[TASKS].index
+    states = (OPEN, REDRIVEN) if include else (OPEN,)
+    scan = await index.scan(where, states=states, after=after, limit=limit)
+    letters = await index.letters(scan.ids)
+    outcomes = await index.outcomes(letters)
     next_link = None
-    async with aclosing(reader.scan(where, resume)) as letters:  # closes the consumer on break
-        async for letter in letters:
-            data.append(letter.to_dict())
-            if len(data) == limit:
-                query = {k: v for k, v in request.query.items() if k != "after"}
-                query["after"] = f"{letter.partition}:{letter.offset + 1}"
-                next_link = str(request.rel_url.with_query(query))
-                break
+    if scan.after is not None:
+        query = {k: v for k, v in request.query.items() if k != "after"}
+        query["after"] = scan.after
+        next_link = str(request.rel_url.with_query(query))
+    data = [letter.to_dict(outcomes.get(letter.id)) for letter in letters]
     return json_response({"data": data, "next": next_link})
 
 
 @routes.post("/v1/dlq/{message_id}/redrive", scope="dlq:manage", ok=(202, OBJECT))
 async def redrive_one(request: web.Request) -> web.Response:
-    """Send one dead message back for delivery (its latest dead letter), same webhook-id."""
+    """Send one dead message back for delivery (its newest letter), same webhook-id.
+
+    Asked by name, it is sent even when that letter was redriven before.
+    """
     message_id = request.match_info["message_id"]
-    reader = DeadLetterReader(request.app[SETTINGS])
-    latest = None
-    where = _own(request, DeadLetterFilter(message_id=message_id))
-    async with aclosing(reader.scan(where)) as letters:
-        async for letter in letters:
-            latest = letter
-    if latest is None:
+    index = request.app[TASKS].index
+    newest = await index.newest_for_message(message_id)
+    found = await index.letters([newest] if newest else [])
+    bound = principal(request).tenant
+    if not found or bound not in (None, found[0].task.tenant):
         raise NotFound(f"no dead letter for message {message_id}")
-    await redrive(request.app[PRODUCER], TopicNames(request.app[SETTINGS]).deliveries, latest)
-    return json_response({"message_id": message_id, "redriven": 1}, status=202)
+    task_id = f"redrive_{secrets.token_hex(8)}"
+    names = TopicNames(request.app[SETTINGS])
+    await redrive_ids(
+        request.app[PRODUCER], names, index, [found[0].id], task_id=task_id, force=True
+    )
+    return json_response(
+        {"message_id": message_id, "letter_id": found[0].id, "redriven": 1}, status=202
+    )
 
 
 @routes.post(

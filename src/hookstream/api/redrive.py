@@ -2,8 +2,10 @@
 
 A task runs in the API process that accepted it; its progress lives in Redis
 (`<prefix>tasks:<id>`, kept 7 days) so any API process answers
-`GET /v1/tasks/{id}`. A task cut short by a shutdown is marked `interrupted`;
-redriving again is safe (the same webhook-ids, at least once).
+`GET /v1/tasks/{id}`. It walks the DLQ index's open letters that match, a
+thousand at a time, claims them (letters another redrive claimed first are
+skipped) and redrives them (views/dlq.py). A task cut short by a shutdown is
+marked `interrupted`; running it again sends only what it had not claimed.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ import asyncio
 import logging
 import secrets
 import time
-from contextlib import aclosing
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from hookstream.config import Settings
+from hookstream.engine.letters import DeadLetterFilter
 from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
-from hookstream.views.dlq import DeadLetterFilter, DeadLetterReader, redrive
+from hookstream.views.dlq import claim_and_redrive
+from hookstream.views.dlq_index import CHUNK, DeadLetterIndex
 
 log = logging.getLogger(__name__)
 TASK_TTL_S = 7 * 24 * 3600
@@ -35,6 +38,7 @@ class RedriveTasks:
         self._redis = redis
         self._producer = producer
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.index = DeadLetterIndex(redis, RedisKeys(settings))
 
     async def start_redrive(self, where: DeadLetterFilter) -> str:
         """Record a new task and start it; return its id."""
@@ -58,25 +62,39 @@ class RedriveTasks:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _run(self, task_id: str, where: DeadLetterFilter) -> None:
-        reader = DeadLetterReader(self._settings)
-        deliveries = TopicNames(self._settings).deliveries
-        redriven = 0
+        names = TopicNames(self._settings)
+        redriven = skipped = 0
+        after: str | None = None
         try:
-            # Closed on cancel too: the scan's consumer stops with the task.
-            async with aclosing(reader.scan(where)) as letters:
-                async for letter in letters:
-                    await redrive(self._producer, deliveries, letter)
-                    redriven += 1
-                    if redriven % 100 == 0:
-                        await self._save(task_id, redriven=redriven)
+            while True:
+                scan = await self.index.scan(where, after=after, limit=CHUNK)
+                # The chunk in hand is sent even if the task is cancelled meanwhile.
+                chunk = asyncio.ensure_future(
+                    claim_and_redrive(self._producer, names, self.index, scan.ids, task_id)
+                )
+                try:
+                    await asyncio.shield(chunk)
+                finally:
+                    await asyncio.wait({chunk})
+                    if not chunk.cancelled() and chunk.exception() is None:
+                        redriven += chunk.result()
+                        skipped += len(scan.ids) - chunk.result()
+                await self._save(task_id, redriven=redriven, skipped=skipped)
+                if scan.after is None:
+                    break
+                after = scan.after
         except asyncio.CancelledError:
-            await self._save(task_id, state="interrupted", redriven=redriven)
+            await self._save(task_id, state="interrupted", redriven=redriven, skipped=skipped)
             raise
         except Exception as exc:
             log.exception("redrive task failed", extra={"task_id": task_id})
-            await self._save(task_id, state="failed", error=str(exc), redriven=redriven)
+            await self._save(
+                task_id, state="failed", error=str(exc), redriven=redriven, skipped=skipped
+            )
             return
-        await self._save(task_id, state="done", redriven=redriven, finished_at=time.time())
+        await self._save(
+            task_id, state="done", redriven=redriven, skipped=skipped, finished_at=time.time()
+        )
 
     async def _save(self, task_id: str, **fields: Any) -> None:
         key = RedisKeys(self._settings).task(task_id)

@@ -3,8 +3,9 @@
 A dead letter is the delivery record itself (body as value, task headers,
 including the attempt history) plus a `reason` header, keyed by endpoint id.
 Writing one is awaited: only once the broker has it may the source offset be
-committed. Operators read them back with `DeadLetterReader` and redrive them:
-the same message (same webhook-id) goes back to `deliveries` as attempt 1.
+committed. The DLQ index (dead_letter_index.py) makes them listable; operators
+redrive them (views/dlq.py): the same message (same webhook-id) goes back to
+`deliveries` as attempt 1.
 """
 
 from __future__ import annotations

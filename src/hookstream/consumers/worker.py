@@ -21,6 +21,7 @@ from hookstream.config import Settings
 from hookstream.consumers.attempt_index import AttemptIndex
 from hookstream.consumers.attempts import AttemptLog
 from hookstream.consumers.courier import Courier
+from hookstream.consumers.dead_letter_index import DeadLetterIndexer
 from hookstream.consumers.dead_letters import DeadLetters
 from hookstream.consumers.disabling import EndpointDisabler
 from hookstream.consumers.dispatcher import Dispatcher
@@ -62,6 +63,7 @@ class Worker:
         self.dispatcher: Dispatcher | None = None
         self._redis: Redis | None = None
         self.attempt_index: AttemptIndex | None = None
+        self.dlq_index: DeadLetterIndexer | None = None
         self.retry_tiers: RetryTiers | None = None
         self.dead_letters: DeadLetters | None = None
         self.gates = EndpointGates(settings.gate_settings)
@@ -111,6 +113,7 @@ class Worker:
         self.lag = LagMonitor(self.settings, self.metrics_registry, redis=self._redis)
         await self.lag.start()
         self.attempt_index = AttemptIndex(self.settings, self._redis)
+        self.dlq_index = DeadLetterIndexer(self.settings, self._redis)
         if self.settings.worker_metrics_port:
             self._http = await serve(
                 self.settings.api_host,
@@ -122,6 +125,7 @@ class Worker:
             self.router.start(self._producer, self.dead_letters),
             self.dispatcher.start(),
             self.attempt_index.start(),
+            self.dlq_index.start(),
         )
         log.info("worker started", extra={"topic_prefix": self.settings.topic_prefix})
 
@@ -135,8 +139,9 @@ class Worker:
         router_s = time.monotonic() - started
         if self.dispatcher is not None:
             await self.dispatcher.stop()
-        if self.attempt_index is not None:
-            await self.attempt_index.stop()
+        for index in (self.attempt_index, self.dlq_index):
+            if index is not None:
+                await index.stop()
         if self.health is not None:
             await self.health.stop()
         if self._http is not None:
@@ -166,8 +171,9 @@ class Worker:
             return self.catalog.failure
         if self.dispatcher is not None and self.dispatcher.failure is not None:
             return self.dispatcher.failure
-        if self.attempt_index is not None and self.attempt_index.failure is not None:
-            return self.attempt_index.failure
+        for index in (self.attempt_index, self.dlq_index):
+            if index is not None and index.failure is not None:
+                return index.failure
         if self.router.failure is not None:
             return self.router.failure
         return None
