@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from bench import scenarios
+from bench import dlq, scenarios
 from bench.harness import servers
 from bench.report import markdown, plot
 
-SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed", "soak")
-# `all` leaves the half-hour soak out; run it by name.
+SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed", "soak", "dlq")
+# `all` leaves the half-hour soak and the million-letter DLQ out; run them by name.
 ALL = ("steady", "latency", "isolation", "backlog", "seed")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -85,6 +85,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         if "backlog" in wanted:
             await measure("backlog", scenarios.backlog(where, events=args.backlog_events))
+        if "dlq" in wanted:
+            await measure(
+                "dlq",
+                dlq.run(where, letters=args.dlq_letters),
+            )
         if "soak" in wanted:
             await measure(
                 "soak",
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         "--isolation-rounds", type=int, default=3, help="single phases vary by ±25%%: medians"
     )
     parser.add_argument("--backlog-events", type=int, default=100_000)
+    parser.add_argument(
+        "--dlq-letters", type=int, default=1_000_000, help="dlq: letters in the index"
+    )
     parser.add_argument("--soak-minutes", type=float, default=30.0)
     parser.add_argument(
         "--soak-rate",
@@ -122,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give both --bootstrap and --redis, or neither")
     if args.workers < 1 or args.events < 100:
         parser.error("--workers must be at least 1 and --events at least 100")
+    if args.dlq_letters < 10_000:
+        parser.error("--dlq-letters must be at least 10000")
     if args.soak_minutes <= 0 or args.soak_rate <= 0:
         parser.error("--soak-minutes and --soak-rate must be greater than 0")
 

@@ -48,7 +48,7 @@ class Servers:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
 
-def _cluster_security(where: Servers) -> dict[str, Any]:
+def cluster_security(where: Servers) -> dict[str, Any]:
     """TLS/SASL settings from HOOKSTREAM_KAFKA_* for a cluster given by --bootstrap."""
     if where.embedded:
         return {}
@@ -172,7 +172,7 @@ async def rig(
         fetch_max_wait_ms=20 if where.embedded else 500,
         session_timeout_ms=6000 if where.embedded else 30_000,
         log_level=log_level,
-        **_cluster_security(where),
+        **cluster_security(where),
         **overrides,
     )
     await ensure_topics(settings)

@@ -64,6 +64,10 @@ class RedisKeys:
         the same names."""
         return f"{self.prefix}dlq:{state}" + (f":{field}:{value}" if field else "")
 
+    def dlq_built(self, topic: str, partition: int) -> str:
+        """String: set while the DLQ index holds `topic`'s `partition` from its start."""
+        return f"{self.prefix}dlq:built:{topic}:{partition}"
+
     @property
     def dlq_messages(self) -> str:
         """Hash: message id -> its newest dead letter's id."""

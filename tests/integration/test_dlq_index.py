@@ -122,7 +122,7 @@ async def test_filters_alone_and_together(index: DeadLetterIndex) -> None:
 async def test_a_rare_filter_on_a_big_index_answers_in_bounded_steps(
     index: DeadLetterIndex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dlq_index, "SCAN_BUDGET", 2000)
+    monkeypatch.setattr(dlq_index, "SCAN_BUDGET_S", 0.0)  # one chunk per request
     common = [letter(n, endpoint="ep_a") for n in range(6000)]
     await index.add(common)
     rare = [letter(6000 + n, endpoint="ep_a", tenant="globex") for n in range(3)]

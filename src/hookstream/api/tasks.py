@@ -29,6 +29,7 @@ async def get_task(request: web.Request) -> web.Response:
         raise NotFound(f"no task {task_id}")
     body: dict[str, Any] = {"id": task_id, "state": fields["state"]}
     body["redriven"] = int(fields.get("redriven", "0"))
+    body["skipped"] = int(fields.get("skipped", "0"))  # claimed first by another redrive
     for name in ("started_at", "finished_at"):
         if name in fields:
             body[name] = float(fields[name])

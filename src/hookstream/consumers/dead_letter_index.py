@@ -8,13 +8,20 @@ is rebuilt, and the result is the same. Records that are not delivery records
 (poison dead-lettered as it was) are not redrivable and are left out.
 Once a minute it forgets letters older than `dlq_retention_days`, as the
 topic does.
+
+It rebuilds itself. Each partition it owns has a marker key in Redis, set
+when the partition was read from its start; a partition whose marker is gone
+(Redis restarted empty, FLUSHALL) is read again from its start.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import IllegalStateError
 from redis.asyncio import Redis
 
 from hookstream.config import Settings
@@ -25,6 +32,8 @@ from hookstream.errors import InvalidInput
 from hookstream.redis_keys import RedisKeys
 from hookstream.topics import DAY_MS, TopicNames
 from hookstream.views.dlq_index import DeadLetterIndex
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetterIndexer(SoftIndex):
@@ -40,6 +49,33 @@ class DeadLetterIndexer(SoftIndex):
         self._names = names
         self._index = DeadLetterIndex(redis, RedisKeys(settings))
         self._retention_ms = int(settings.dlq_retention_days * DAY_MS)
+        self._keys = RedisKeys(settings)
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        """Read again from its start every owned partition whose marker is gone."""
+        owned = sorted(consumer.assignment())
+        if not owned:
+            return
+        markers = [self._keys.dlq_built(tp.topic, tp.partition) for tp in owned]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for marker in markers:
+                pipe.exists(marker)
+            present = await pipe.execute()
+        missing = [(tp, m) for tp, m, here in zip(owned, markers, present, strict=True) if not here]
+        if not missing:
+            return
+        log.warning(
+            "DLQ index missing in Redis: reading the partitions again from their start",
+            extra={"partitions": [f"{tp.topic}:{tp.partition}" for tp, _ in missing]},
+        )
+        try:
+            await consumer.seek_to_beginning(*(tp for tp, _ in missing))
+        except IllegalStateError:
+            return  # a rebalance took one meanwhile: the next check sees the new owner's
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _, marker in missing:
+                pipe.set(marker, int(time.time()))
+            await pipe.execute()
 
     async def write(self, batch: Batch) -> int:
         """Index the batch's letters, then its redrives."""

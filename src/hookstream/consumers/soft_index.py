@@ -54,6 +54,9 @@ class SoftIndex:
     async def tick(self) -> None:
         """Periodic housekeeping; RedisError is logged and tried again next time."""
 
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        """Runs before each fetch (a RedisError is logged): an index may rewind here."""
+
     async def start(self) -> None:
         """Join the group and start indexing."""
         self._consumer = AIOKafkaConsumer(
@@ -94,6 +97,10 @@ class SoftIndex:
         ticked = time.monotonic()
         while True:
             await guard.check(consumer)
+            try:
+                await self.check(consumer)
+            except RedisError as exc:
+                log.warning("index check failed", extra={"index": self.name, "error": str(exc)})
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
             guard.saw(batch)
             if time.monotonic() - ticked >= self.tick_s:

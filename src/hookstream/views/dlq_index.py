@@ -20,6 +20,7 @@ A letter is in exactly one state's sets. The scripts run on one Redis node
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,14 +33,15 @@ from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.letters import DeadLetterFilter, dead_at_ms, redrive_outcome
 from hookstream.errors import InvalidInput
 from hookstream.redis_keys import RedisKeys
-from hookstream.views.dlq_scripts import ADD, CLAIM, MARK, PRUNE, RELEASE
+from hookstream.views.dlq_scripts import ADD, CLAIM, FILTER, MARK, PRUNE, RELEASE
 
 OPEN, REDRIVEN = "open", "redriven"
 FIELDS = {"tenant": "tenant", "endpoint_id": "endpoint", "event_type": "type"}
-# One request looks at no more than this many candidate ids, so a rare filter on a
-# big index answers a short page with a `next` cursor instead of scanning it all.
-SCAN_BUDGET = 20_000
-CHUNK = 1_000
+# One request looks at candidates for no longer than this (after its first chunk),
+# so a rare filter on a big index answers a short page with a `next` cursor
+# instead of scanning it all.
+SCAN_BUDGET_S = 0.05
+CHUNK = 1_000  # the most candidate ids fetched at once; the first fetch is 2 pages' worth
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class DeadLetterIndex:
         self._claim = redis.register_script(CLAIM)
         self._release = redis.register_script(RELEASE)
         self._prune = redis.register_script(PRUNE)
+        self._filter = redis.register_script(FILTER)
 
     # -- writes (the indexer) -------------------------------------------------
 
@@ -191,21 +194,22 @@ class DeadLetterIndex:
     ) -> Scan:
         """Up to `limit` ids matching `where`, in time order, after the cursor `after`.
 
-        Walks the smallest of the sets the filter names and checks the other
-        fields on each candidate. Past `SCAN_BUDGET` candidates it returns what
-        it found (maybe none) with a cursor to go on from.
+        Walks the smallest of the sets the filter names, in growing chunks, and
+        checks the other fields on each candidate in Redis. Past `SCAN_BUDGET_S`
+        it returns what it found (maybe none) with a cursor to go on from.
         """
         conditions = where.fields()
         sets = await self._smallest(conditions, states)
         low, high = where.lex_range(after)
         found: list[str] = []
-        scanned = 0
+        chunk = min(CHUNK, max(2 * limit, 100))
+        started = time.monotonic()
         while True:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in sets:
-                    pipe.zrangebylex(key, low, high, 0, CHUNK)
+                    pipe.zrangebylex(key, low, high, 0, chunk)
                 chunks = [[m.decode() for m in got] for got in await pipe.execute()]
-            ids = list(heapq.merge(*chunks))[:CHUNK]
+            ids = list(heapq.merge(*chunks))[:chunk]
             if not ids:
                 return Scan(found, None)
             matched = await self._matching(ids, conditions)
@@ -214,12 +218,12 @@ class DeadLetterIndex:
                     found.append(letter)
                     if len(found) == limit:
                         return Scan(found, letter)
-            scanned += len(ids)
-            if all(len(chunk) < CHUNK for chunk in chunks):
+            if all(len(got) < chunk for got in chunks):
                 return Scan(found, None)
             low = f"({ids[-1]}"
-            if scanned >= SCAN_BUDGET:
+            if time.monotonic() - started >= SCAN_BUDGET_S:
                 return Scan(found, ids[-1])
+            chunk = min(CHUNK, chunk * 4)
 
     async def letters(self, ids: Sequence[str]) -> list[IndexedLetter]:
         """The letters with these ids, in order; ones gone since are left out."""
@@ -274,13 +278,9 @@ class DeadLetterIndex:
     async def _matching(self, ids: list[str], conditions: dict[str, str]) -> set[str]:
         if len(conditions) <= 1:
             return set(ids)  # the set walked already is the one condition
-        names = list(conditions)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for letter in ids:
-                pipe.hmget(self._keys.dlq_letter(letter), [f"h:{n}" for n in names])
-            rows = await pipe.execute()
-        wanted = [conditions[n].encode() for n in names]
-        return {letter for letter, row in zip(ids, rows, strict=True) if row == wanted}
+        pairs = [x for name, value in conditions.items() for x in (f"h:{name}", value)]
+        matched = await self._filter(args=[self._p, len(conditions), *pairs, *ids])
+        return {_text(m) for m in matched}
 
 
 def _text(value: bytes | str) -> str:

@@ -123,3 +123,22 @@ end
 return pruned
 """
 )
+
+# ARGV: prefix, n, n field/value pairs (`h:tenant`, `acme`), then ids: the ids whose
+# letters have every one of those values.
+FILTER = """
+local p, n, matched = ARGV[1], tonumber(ARGV[2]), {}
+local names, wanted = {}, {}
+for j = 1, n do
+  names[j], wanted[j] = ARGV[1 + 2 * j], ARGV[2 + 2 * j]
+end
+for i = 3 + 2 * n, #ARGV do
+  local got = redis.call('HMGET', p .. 'dlq:letter:' .. ARGV[i], unpack(names))
+  local ok = true
+  for j = 1, n do
+    if got[j] ~= wanted[j] then ok = false; break end
+  end
+  if ok then matched[#matched + 1] = ARGV[i] end
+end
+return matched
+"""
