@@ -47,6 +47,8 @@ class Settings:
     replication_factor: int = 3
     # Days a dead letter is kept, in `dlq` and in the Redis index (docs/reliability.md).
     dlq_retention_days: float = 30.0
+    # Events/s a replay sends at most (its endpoint's `rate_limit` when lower).
+    replay_rate_per_s: float = 500.0
 
     # --- Kafka clients ---------------------------------------------------
     # Idempotent producers stop retries from writing a record twice. The embedded
@@ -101,12 +103,10 @@ class Settings:
     response_excerpt_bytes: int = 4096
 
     # --- Retries -----------------------------------------------------------
-    # Seconds to wait before attempts 2, 3, ...: the first attempt is immediate,
-    # then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts over about a day).
-    # Each distinct delay is a retry-tier topic.
+    # Seconds before attempts 2, 3, ... (8 attempts over about a day); each
+    # distinct delay is a retry-tier topic.
     retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
-    # Each scheduled delay is stretched or shrunk at random by up to this fraction,
-    # so a burst of failures does not come back as a burst.
+    # Each delay is stretched or shrunk at random by up to this fraction.
     retry_jitter: float = 0.2
     # Least wait after a 429 or a timeout: the receiver is struggling.
     retry_floor_s: float = 60.0
@@ -123,10 +123,9 @@ class Settings:
     endpoint_max_concurrency: int = 64
     # Health is scored over this sliding window of attempts.
     health_window_s: float = 300.0
-    # The circuit opens after this many failures in a row...
+    # The circuit opens after this many failures in a row, or when this share of
+    # at least `circuit_min_volume` attempts within `circuit_window_s` failed.
     circuit_consecutive_failures: int = 5
-    # ...or when this share of at least `circuit_min_volume` attempts within
-    # `circuit_window_s` failed.
     circuit_failure_ratio: float = 0.5
     circuit_min_volume: int = 20
     circuit_window_s: float = 60.0
@@ -232,6 +231,7 @@ class Settings:
             "partitions",
             "replication_factor",
             "dlq_retention_days",
+            "replay_rate_per_s",
             "router_batch_records",
             "in_flight",
             "fetch_max_records",

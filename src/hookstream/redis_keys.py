@@ -74,5 +74,14 @@ class RedisKeys:
         return f"{self.prefix}dlq:messages"
 
     def task(self, task_id: str) -> str:
-        """Hash: a background task's progress (redrive)."""
+        """Hash: a background task's progress (redrive, replay)."""
         return f"{self.prefix}tasks:{task_id}"
+
+    def task_owner(self, task_id: str) -> str:
+        """String with a short TTL: the API process running a replay, while it runs."""
+        return f"{self.prefix}tasks:{task_id}:owner"
+
+    @property
+    def replays(self) -> str:
+        """Set: replay tasks not finished yet (any process may adopt one whose owner is gone)."""
+        return f"{self.prefix}tasks:replays"

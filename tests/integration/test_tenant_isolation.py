@@ -146,6 +146,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/event-types"): {"name": "order.refunded"},
     ("post", "/v1/sources"): {"id": "beta-orders", "topic": "alpha-orders", "format": "json"},
     ("patch", "/v1/endpoints/{endpoint_id}"): {"url": "http://beta.test/h"},
+    ("post", "/v1/endpoints/{endpoint_id}/replay"): {"since": "2000-01-01T00:00:00Z"},
 }
 # Event types are one catalog shared by every tenant (docs/api.md), not alpha's data.
 SHARED = {"/v1/event-types", "/v1/event-types/{name}"}

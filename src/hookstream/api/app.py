@@ -31,6 +31,7 @@ from hookstream.api import (
     observability,
     openapi,
     ratelimit,
+    replay,
     send_test,
     sources,
     stats,
@@ -42,6 +43,7 @@ from hookstream.api.observability import metrics_middleware
 from hookstream.api.problems import problem_middleware
 from hookstream.api.ratelimit import add_rate_headers
 from hookstream.api.redrive import RedriveTasks
+from hookstream.api.replay_tasks import ReplayTasks
 from hookstream.api.routes import Operation
 from hookstream.api.state import (
     CATALOG,
@@ -50,6 +52,7 @@ from hookstream.api.state import (
     PUBLISHER,
     REDIS,
     REGISTRY,
+    REPLAYS,
     RESOLVER,
     SENDER,
     SETTINGS,
@@ -77,6 +80,7 @@ OPERATIONS = (
     events.routes,
     api_keys.routes,
     dlq.routes,
+    replay.routes,
     tasks.routes,
     stats.routes,
 )
@@ -147,10 +151,13 @@ def _clients(
         app[PRODUCER] = AIOKafkaProducer(**producer_options(settings, client_id="api"))
         await app[PRODUCER].start()
         app[TASKS] = RedriveTasks(settings, app[REDIS], app[PRODUCER])
+        app[REPLAYS] = ReplayTasks(settings, app[REDIS], app[PRODUCER], app[REGISTRY], app[CATALOG])
+        await app[REPLAYS].start()
         app[SENDER], session = build_sender(settings, resolver=app[RESOLVER])
         yield
         await session.close()
         await app[TASKS].stop()
+        await app[REPLAYS].stop()
         await app[CATALOG].stop()
         await app[PRODUCER].stop()
         await app[REDIS].aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -12,10 +13,11 @@ from hookstream.api.destination_check import check_destination
 from hookstream.api.paging import AFTER, LIMIT, id_page
 from hookstream.api.problems import Forbidden, NotFound, json_response
 from hookstream.api.routes import BODY, Operations, Param
-from hookstream.api.state import CATALOG, REGISTRY, SETTINGS
+from hookstream.api.state import CATALOG, REGISTRY, REPLAYS, SETTINGS
 from hookstream.engine.catalog import new_tenant
 from hookstream.engine.clock import rfc3339, system_clock
 from hookstream.engine.endpoint import Endpoint, new_endpoint, patch_endpoint
+from hookstream.engine.replay import replay_spec
 from hookstream.engine.signing import generate_secret, secret_key
 from hookstream.errors import FieldProblem, InvalidInput
 
@@ -24,7 +26,10 @@ ENDPOINT_ID = "{endpoint_id}"
 
 
 def _engine_create_check(request: web.Request, raw: dict[str, Any]) -> object:
-    return new_endpoint({"tenant": principal(request).tenant, **raw}, request.app[SETTINGS].egress)
+    fields = {k: v for k, v in raw.items() if k != "replay_since"}
+    return new_endpoint(
+        {"tenant": principal(request).tenant, **fields}, request.app[SETTINGS].egress
+    )
 
 
 @routes.post(
@@ -38,20 +43,36 @@ async def create_endpoint(request: web.Request) -> web.Response:
     """Register an endpoint; 201 with its id and the generated signing secret.
 
     An unknown tenant is created with it, so every endpoint's tenant is listed.
+    With `replay_since` (a key with `dlq:manage` too) the events logged since
+    then that it matches are replayed to it: `replay` holds that task.
     """
     body = request[BODY]
     raw: dict[str, Any] = dict(body)
     bound = principal(request).tenant
     if bound is not None and raw.setdefault("tenant", bound) != bound:
         raise Forbidden(f"this key manages endpoints of tenant {bound} only")
+    replay_since = raw.pop("replay_since", None)
+    spec = None
+    if replay_since is not None:
+        if not principal(request).allows("dlq:manage"):
+            raise Forbidden("replay_since needs a key with the dlq:manage scope")
+        spec = replay_spec("", {"replay_since": replay_since}, prefix="replay_")
     settings = request.app[SETTINGS]
     endpoint = new_endpoint(raw, settings.egress)
+    if spec is not None and endpoint.disabled:
+        raise InvalidInput([FieldProblem("replay_since", "an endpoint created disabled gets none")])
     await check_destination(request, endpoint.url)
     catalog = request.app[CATALOG]
     if endpoint.tenant not in catalog.tenants:
         await catalog.put_tenant(new_tenant({"id": endpoint.tenant}))
     await request.app[REGISTRY].put(endpoint)
-    return json_response(endpoint.to_dict(include_secret=True), status=201)
+    created = endpoint.to_dict(include_secret=True)
+    if spec is not None:
+        task_id = await request.app[REPLAYS].start_replay(
+            endpoint, replace(spec, endpoint_id=endpoint.id)
+        )
+        created["replay"] = {"task_id": task_id, "status": f"/v1/tasks/{task_id}"}
+    return json_response(created, status=201)
 
 
 @routes.get(

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from hookstream.api.background import BackgroundTasks, Cancelled
 from hookstream.config import Settings
 from hookstream.engine.letters import DeadLetterFilter
 from hookstream.redis_keys import RedisKeys
@@ -27,39 +26,29 @@ from hookstream.views.dlq import claim_and_redrive
 from hookstream.views.dlq_index import CHUNK, DeadLetterIndex
 
 log = logging.getLogger(__name__)
-TASK_TTL_S = 7 * 24 * 3600
 
 
-class RedriveTasks:
+class RedriveTasks(BackgroundTasks):
     """Starts redrive tasks and keeps their progress in Redis."""
 
     def __init__(self, settings: Settings, redis: Redis, producer: AIOKafkaProducer) -> None:
-        self._settings = settings
-        self._redis = redis
+        super().__init__(settings, redis)
         self._producer = producer
-        self._running: dict[str, asyncio.Task[None]] = {}
         self.index = DeadLetterIndex(redis, RedisKeys(settings))
 
     async def start_redrive(self, where: DeadLetterFilter) -> str:
         """Record a new task and start it; return its id."""
-        task_id = f"task_{secrets.token_hex(8)}"
-        await self._save(
+        task_id = self.new_id()
+        await self.save(
             task_id,
+            kind="redrive",
             state="running",
             redriven=0,
             started_at=time.time(),
             tenant=where.tenant or "",  # a tenant-bound key's tasks are its tenant's
         )
-        job = asyncio.create_task(self._run(task_id, where), name=task_id)
-        self._running[task_id] = job
-        job.add_done_callback(lambda _: self._running.pop(task_id, None))
+        self.launch(task_id, self._run(task_id, where))
         return task_id
-
-    async def stop(self) -> None:
-        """Cancel running tasks; they are marked interrupted."""
-        for job in list(self._running.values()):
-            job.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _run(self, task_id: str, where: DeadLetterFilter) -> None:
         names = TopicNames(self._settings)
@@ -79,24 +68,23 @@ class RedriveTasks:
                     if not chunk.cancelled() and chunk.exception() is None:
                         redriven += chunk.result()
                         skipped += len(scan.ids) - chunk.result()
-                await self._save(task_id, redriven=redriven, skipped=skipped)
+                await self.save(task_id, redriven=redriven, skipped=skipped)
                 if scan.after is None:
                     break
+                await self.raise_if_cancelled(task_id)
                 after = scan.after
         except asyncio.CancelledError:
-            await self._save(task_id, state="interrupted", redriven=redriven, skipped=skipped)
+            await self.save(task_id, state="interrupted", redriven=redriven, skipped=skipped)
             raise
+        except Cancelled:
+            await self.save(task_id, state="cancelled", redriven=redriven, skipped=skipped)
+            return
         except Exception as exc:
             log.exception("redrive task failed", extra={"task_id": task_id})
-            await self._save(
+            await self.save(
                 task_id, state="failed", error=str(exc), redriven=redriven, skipped=skipped
             )
             return
-        await self._save(
+        await self.save(
             task_id, state="done", redriven=redriven, skipped=skipped, finished_at=time.time()
         )
-
-    async def _save(self, task_id: str, **fields: Any) -> None:
-        key = RedisKeys(self._settings).task(task_id)
-        await self._redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
-        await self._redis.expire(key, TASK_TTL_S)

@@ -63,7 +63,11 @@ ENDPOINT_FIELDS: Schema = {
 }
 ENDPOINT_CREATE: Schema = {
     "type": "object",
-    "properties": {"tenant": ID, **ENDPOINT_FIELDS},
+    "properties": {
+        "tenant": ID,
+        **ENDPOINT_FIELDS,
+        "replay_since": {"type": "string", "description": "RFC 3339: replay events since"},
+    },
     "required": ["url"],
     "additionalProperties": False,
     "description": "`tenant` may be left out by a key bound to a tenant.",
@@ -103,7 +107,11 @@ ENDPOINT: Schema = {
 SECRET = {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]{32,}$"}
 ENDPOINT_WITH_SECRET: Schema = {
     **ENDPOINT,
-    "properties": {**ENDPOINT["properties"], "secret": SECRET},
+    "properties": {
+        **ENDPOINT["properties"],
+        "secret": SECRET,
+        "replay": {"type": "object", "description": "the replay task, with replay_since"},
+    },
     "required": [*ENDPOINT["required"], "secret"],
 }
 SECRET_VIEW: Schema = {
@@ -318,6 +326,16 @@ DLQ_FILTERS: Schema = {
 RECOVER: Schema = {
     "type": "object",
     "properties": {"since": {"type": "string"}, "until": {"type": "string"}},
+    "required": ["since"],
+    "additionalProperties": False,
+}
+REPLAY: Schema = {
+    "type": "object",
+    "properties": {
+        "since": {"type": "string", "description": "RFC 3339: events logged at or after"},
+        "until": {"type": "string", "description": "RFC 3339: events logged before"},
+        "event_types": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+    },
     "required": ["since"],
     "additionalProperties": False,
 }

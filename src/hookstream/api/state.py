@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from hookstream.api.redrive import RedriveTasks
+from hookstream.api.replay_tasks import ReplayTasks
 from hookstream.config import Settings
 from hookstream.egress import HttpSender
 from hookstream.producers import EventPublisher
@@ -21,6 +22,7 @@ PUBLISHER = web.AppKey("publisher", EventPublisher)
 REDIS = web.AppKey("redis", Redis)
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TASKS = web.AppKey("tasks", RedriveTasks)
+REPLAYS = web.AppKey("replays", ReplayTasks)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 # Registries of other stages in this process that /metrics serves too (dev: the worker's).
 SHARED_METRICS = web.AppKey("shared_metrics", tuple)
