@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from bench import dlq, scenarios
+from bench import dlq, replay, scenarios
 from bench.harness import servers
 from bench.report import markdown, plot
 
-SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed", "soak", "dlq")
-# `all` leaves the half-hour soak and the million-letter DLQ out; run them by name.
+SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed", "soak", "dlq", "replay")
+# `all` leaves out the half-hour soak, the million-letter DLQ and the 100k replay.
 ALL = ("steady", "latency", "isolation", "backlog", "seed")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -90,6 +90,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "dlq",
                 dlq.run(where, letters=args.dlq_letters),
             )
+        if "replay" in wanted:
+            await measure(
+                "replay",
+                replay.run(
+                    where,
+                    workers=args.workers,
+                    events=args.replay_events,
+                    live_rate=args.replay_live_rate,
+                    seconds=args.replay_seconds,
+                ),
+            )
         if "soak" in wanted:
             await measure(
                 "soak",
@@ -115,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--dlq-letters", type=int, default=1_000_000, help="dlq: letters in the index"
     )
+    parser.add_argument("--replay-events", type=int, default=100_000)
+    parser.add_argument(
+        "--replay-live-rate", type=float, default=300.0, help="replay: live events/s beside it"
+    )
+    parser.add_argument("--replay-seconds", type=float, default=40.0, help="replay: live phase")
     parser.add_argument("--soak-minutes", type=float, default=30.0)
     parser.add_argument(
         "--soak-rate",

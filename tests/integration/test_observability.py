@@ -200,6 +200,7 @@ async def test_stats_show_throughput_health_and_dead_letters(
                 and bool(worst)
                 and worst[0]["endpoint_id"] == sick.id
                 and body["dlq_messages"] == 3
+                and body["dlq_open"] == 3
             )
 
         deadline = time.monotonic() + 30

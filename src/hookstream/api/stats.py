@@ -53,8 +53,9 @@ async def stats(request: web.Request) -> web.Response:
             pipe.hgetall(keys.rollup(start))
         pipe.zrange(keys.health_index, 0, MAX_INDEXED - 1, withscores=True)
         pipe.hgetall(keys.gauges)
+        pipe.zcard(keys.dlq_set("open"))
         replies = await pipe.execute()
-    steps, ranked, gauges = replies[: len(starts)], replies[-2], replies[-1]
+    steps, ranked, gauges, dlq_open = replies[: len(starts)], replies[-3], replies[-2], replies[-1]
 
     series = [_step(start, _ints(fields)) for start, fields in zip(starts, steps, strict=True)]
     totals = _ints({})
@@ -100,6 +101,7 @@ async def stats(request: web.Request) -> web.Response:
             "totals": _step(starts[0], totals) | {"t": None},
             "endpoints": {"total": len(known), "by_state": counts, "worst": worst},
             "dlq_messages": None if dlq is None else int(float(dlq)),
+            "dlq_open": int(dlq_open),  # letters not yet redriven, from the DLQ index
             "retry_pending": None if pending is None else int(float(pending)),
         }
     )

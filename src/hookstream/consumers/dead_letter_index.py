@@ -64,7 +64,10 @@ class DeadLetterIndexer(SoftIndex):
         missing = [(tp, m) for tp, m, here in zip(owned, markers, present, strict=True) if not here]
         if not missing:
             return
-        log.warning(
+        # A group that committed before had indexed these: Redis lost them. Otherwise
+        # this is the index's first start, which reads from the start anyway.
+        lost = [tp for tp, _ in missing if await consumer.committed(tp) is not None]
+        (log.warning if lost else log.info)(
             "DLQ index missing in Redis: reading the partitions again from their start",
             extra={"partitions": [f"{tp.topic}:{tp.partition}" for tp, _ in missing]},
         )
