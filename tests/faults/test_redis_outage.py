@@ -1,7 +1,7 @@
 """Faults: Valkey restarted (and so emptied) mid-run; Valkey away for a while.
 
-Redis holds only soft state: the attempt index, health snapshots, the
-operator page's rollup, lag gauges. Delivery never waits on it, so while it is
+Redis holds only soft state: the attempt and DLQ indexes, health snapshots,
+the operator page's rollup, lag gauges. Delivery never waits on it, so while it is
 away deliveries go on, /readyz says Redis is missing, and what Redis should
 have held is written once it returns: the attempt index's offsets stand
 still meanwhile, and every attempt of the outage is indexed afterwards.
@@ -14,17 +14,20 @@ import time
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack
-from hookstream.engine.delivery import message_id_for
+from hookstream.engine.delivery import DeliveryTask, message_id_for
 from hookstream.engine.endpoint import Endpoint
+from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
 from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
+from hookstream.views.dlq_index import DeadLetterIndex
 from tests.conftest import RunningSink, SinkFactory, eventually, read_to_end
 from tests.faults.conftest import LONG, register
 
@@ -37,6 +40,42 @@ OUTAGE_S = 60.0 if LONG else 15.0
 def delivered_count(sink: RunningSink, expected: set[str]) -> Callable[[], int]:
     """How many of the `expected` webhook-ids the sink has accepted so far."""
     return lambda: len(expected & {r.webhook_id for r in sink.recorder.received if r.status < 300})
+
+
+async def _dead_letters(settings: Settings, count: int) -> None:
+    """`count` dead letters in the `dlq` topic, as the courier writes them."""
+    producer = AIOKafkaProducer(**producer_options(settings, client_id="test-letters"))
+    await producer.start()
+    try:
+        for n in range(count):
+            task = DeliveryTask(
+                message_id=message_id_for(f"evt_dead_{n}", "ep_gone"),
+                event_id=f"evt_dead_{n}",
+                endpoint_id="ep_gone",
+                tenant="acme",
+                event_type="order.placed",
+                body=b'{"n":%d}' % n,
+            )
+            await producer.send_and_wait(
+                TopicNames(settings).dlq,
+                value=task.body,
+                key=b"ep_gone",
+                headers=[*task.headers(), ("reason", b"attempts exhausted")],
+            )
+    finally:
+        await producer.stop()
+
+
+async def _count(settings: Settings, expected: int) -> bool:
+    """The DLQ index holds `expected` open letters (a connection of its own, so none
+    is left to die with Valkey)."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        return await DeadLetterIndex(redis, RedisKeys(settings)).count() == expected
+    except (RedisError, OSError):
+        return False  # Valkey on its way back
+    finally:
+        await redis.aclose()
 
 
 def webhook_ids(event_ids: list[str], endpoints: list[Endpoint]) -> set[str]:
@@ -60,6 +99,8 @@ async def test_valkey_restarted_mid_run_loses_nothing_and_soft_state_comes_back(
     await worker.start()
     redis = Redis.from_url(own_settings.redis_url)
     try:
+        await _dead_letters(own_settings, 25)  # the DLQ index must come back with these
+        await eventually(lambda: _count(own_settings, 25), timeout=60, message="not indexed")
         await eventually(lambda: delivered() >= 400, timeout=90, message="no progress")
         # A key of the test's own, to show Valkey came back empty: the worker goes on
         # writing soft state, so a count of keys after the restart would race it.
@@ -103,6 +144,8 @@ async def test_valkey_restarted_mid_run_loses_nothing_and_soft_state_comes_back(
             )
 
         await eventually(rebuilt, timeout=60, message="soft state not rebuilt after the restart")
+        # The DLQ index rebuilt itself from the dlq topic: every letter listed again.
+        await eventually(lambda: _count(own_settings, 25), timeout=60, message="not rebuilt")
         assert (await worker.readiness())["redis"]
     finally:
         await redis.aclose()
