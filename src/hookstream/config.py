@@ -40,13 +40,14 @@ class Settings:
     # Prepended to every topic and consumer-group name, so several deployments
     # (or test runs) can share one cluster.
     topic_prefix: str = "hookstream."
-    # Partitions of events, deliveries and every retry tier. Caps how many worker
-    # processes share the delivery work: keep partitions >= processes.
+    # Partitions of events, deliveries and each retry tier: keep >= worker processes.
     partitions: int = 12
     # 3 keeps a webhook through the loss of a broker; the embedded broker needs 1.
     replication_factor: int = 3
     # Days a dead letter is kept, in `dlq` and in the Redis index (docs/reliability.md).
     dlq_retention_days: float = 30.0
+    # Days `events` keeps what was published: how far back a replay reaches (docs/api.md).
+    events_retention_days: float = 7.0
     # Events/s a replay sends at most (its endpoint's `rate_limit` when lower).
     replay_rate_per_s: float = 500.0
 
@@ -78,11 +79,9 @@ class Settings:
     # Events fetched and routed as one batch; the batch's offsets are committed once
     # every delivery record it produced is acknowledged (decision 017).
     router_batch_records: int = 2000
-
     # Largest event, as written to `events`, in bytes: publishing a bigger one
     # is refused, and the router dead-letters one written some other way (014).
     max_event_bytes: int = 512 * 1024
-
     # Longest a worker's clean stop (finish in-flight, commit, close) may take
     # after SIGTERM; past it the process exits without one (decision 015).
     shutdown_timeout_s: float = 25.0
@@ -231,6 +230,7 @@ class Settings:
             "partitions",
             "replication_factor",
             "dlq_retention_days",
+            "events_retention_days",
             "replay_rate_per_s",
             "router_batch_records",
             "in_flight",

@@ -63,7 +63,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     compact = {"cleanup.policy": "compact"}
     week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
     return [
-        TopicSpec(names.events, n, week),
+        TopicSpec(
+            names.events, n, {"retention.ms": str(int(settings.events_retention_days * DAY_MS))}
+        ),
         TopicSpec(names.deliveries, n, week),
         # Retry tiers: co-partitioned with deliveries (same count, same key).
         *(TopicSpec(topic, n, week) for topic in names.retry_tiers.values()),
