@@ -230,6 +230,10 @@ async def test_a_redriven_letter_says_so_and_leaves_the_default_list(
     every = await _listed(client, f"endpoint_id={endpoint.id}&include=redriven&limit=5")
     assert len(every) == 12
     assert [d["id"] for d in every] == sorted(d["id"] for d in every)  # oldest first
+    newest = await _listed(
+        client, f"endpoint_id={endpoint.id}&include=redriven&order=newest&limit=5"
+    )
+    assert [d["id"] for d in newest] == [d["id"] for d in every][::-1]
     (redriven,) = [d for d in every if d["message_id"] == message_id]
     assert redriven["id"] == letter_id
     assert parse_rfc3339(redriven["redriven_at"]).timestamp() >= before - 0.001

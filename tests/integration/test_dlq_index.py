@@ -213,3 +213,30 @@ async def test_pruning_forgets_old_letters_everywhere(
     finally:
         await redis.aclose()
     assert len(left) == 500
+
+
+async def test_newest_first_pages_the_same_letters_backwards(index: DeadLetterIndex) -> None:
+    letters = [letter(n, endpoint=f"ep_{n % 3}") for n in range(2300)]
+    await index.add(letters)
+    ids = [i for i, _, _ in letters]
+    await index.claim(ids[::7], 1.0, "task_x")
+
+    async def backwards(where: DeadLetterFilter, states: tuple[str, ...]) -> list[str]:
+        seen: list[str] = []
+        after = None
+        while True:
+            scan = await index.scan(where, states=states, after=after, limit=90, newest=True)
+            seen.extend(scan.ids)
+            if scan.after is None:
+                return seen
+            after = scan.after
+
+    for where in (
+        DeadLetterFilter(),
+        DeadLetterFilter(endpoint_id="ep_1"),
+        DeadLetterFilter(endpoint_id="ep_2", since_ms=T0 + 400, until_ms=T0 + 1900),
+    ):
+        for states in ((OPEN,), (OPEN, REDRIVEN)):
+            forwards, _ = await walk(index, where, limit=90, states=states)
+            assert await backwards(where, states) == forwards[::-1]
+            assert forwards

@@ -87,6 +87,16 @@ def test_a_cursor_continues_past_the_last_id() -> None:
     assert [i for i in ids if _in_range(i, low, high)] == [i for i in ids if dead_at_ms(i) >= since]
 
 
+def test_newest_first_a_cursor_bounds_the_window_from_above() -> None:
+    ids = sorted(letter_id(1_764_000_000_000 + i // 3, i % 3, i) for i in range(30))
+    low, high = DeadLetterFilter().lex_range(after=ids[10], newest=True)
+    assert [i for i in ids if _in_range(i, low, high)] == ids[:10]
+    # A cursor past `until` (from another window) does not widen it.
+    until = dead_at_ms(ids[5])
+    low, high = DeadLetterFilter(until_ms=until).lex_range(after=ids[29], newest=True)
+    assert [i for i in ids if _in_range(i, low, high)] == [i for i in ids if dead_at_ms(i) < until]
+
+
 def test_fields_name_only_given_conditions() -> None:
     assert DeadLetterFilter().fields() == {}
     assert DeadLetterFilter(tenant="acme", event_type="a.b", since_ms=5).fields() == {

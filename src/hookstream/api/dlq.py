@@ -27,6 +27,7 @@ routes = Operations("dlq")
 
 FILTER_FIELDS = ("tenant", "endpoint_id", "event_type", "since", "until")
 FILTER_PARAMS = tuple(Param(name, {"type": "string", "maxLength": 256}) for name in FILTER_FIELDS)
+ORDER = Param("order", {"type": "string", "enum": ["oldest", "newest"]}, "`oldest` first (default)")
 INCLUDE = Param(
     "include",
     {"type": "string", "enum": ["redriven"]},
@@ -37,17 +38,19 @@ INCLUDE = Param(
 @routes.get(
     "/v1/dlq",
     scope="dlq:manage",
-    query=(*FILTER_PARAMS, INCLUDE, LIMIT, AFTER),
+    query=(*FILTER_PARAMS, INCLUDE, ORDER, LIMIT, AFTER),
     ok=(200, page(OBJECT)),
 )
 async def list_dead_letters(request: web.Request) -> web.Response:
-    """Dead letters matching the query's filters, oldest first, in cursor pages.
+    """Dead letters matching the query's filters, oldest first (or `order=newest`),
+    in cursor pages.
 
     A page may hold fewer than `limit` letters when a rare filter meets a big
     DLQ: follow `next` until it is null.
     """
     where = _own(
-        request, dead_letter_filter(dict(request.query), allow_extra={"limit", "after", "include"})
+        request,
+        dead_letter_filter(dict(request.query), allow_extra={"limit", "after", "include", "order"}),
     )
     include = request.query.get("include")
     limit = page_limit(request)
@@ -56,7 +59,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         raise BadRequest(BAD_CURSOR)
     index = request.app[TASKS].index
     states = (OPEN, REDRIVEN) if include else (OPEN,)
-    scan = await index.scan(where, states=states, after=after, limit=limit)
+    newest = request.query.get("order") == "newest"
+    scan = await index.scan(where, states=states, after=after, limit=limit, newest=newest)
     letters = await index.letters(scan.ids)
     outcomes = await index.outcomes(letters)
     next_link = None

@@ -50,16 +50,21 @@ class DeadLetterFilter:
         }
         return {name: value for name, value in given.items() if value is not None}
 
-    def lex_range(self, after: str | None = None) -> tuple[str, str]:
-        """The ZRANGEBYLEX bounds of the time window, past the cursor `after`.
+    def lex_range(self, after: str | None = None, *, newest: bool = False) -> tuple[str, str]:
+        """The ZRANGEBYLEX bounds (low, high) of the time window, past the cursor `after`.
 
         `since` is inclusive and `until` exclusive: every id of a millisecond
         sorts after its 13 digits alone and before the next millisecond's.
+        Paging `newest` first, the cursor bounds the window from above instead.
         """
         low = "-" if self.since_ms is None else f"[{self.since_ms:013d}"
-        if after is not None and (self.since_ms is None or after >= f"{self.since_ms:013d}"):
-            low = f"({after}"
         high = "+" if self.until_ms is None else f"({self.until_ms:013d}"
+        if after is None:
+            return low, high
+        if newest and (self.until_ms is None or after < f"{self.until_ms:013d}"):
+            high = f"({after}"
+        elif not newest and (self.since_ms is None or after >= f"{self.since_ms:013d}"):
+            low = f"({after}"
         return low, high
 
 

@@ -191,8 +191,10 @@ class DeadLetterIndex:
         states: Sequence[str] = (OPEN,),
         after: str | None = None,
         limit: int = 50,
+        newest: bool = False,
     ) -> Scan:
-        """Up to `limit` ids matching `where`, in time order, after the cursor `after`.
+        """Up to `limit` ids matching `where`, in time order (`newest` first if asked),
+        after the cursor `after`.
 
         Walks the smallest of the sets the filter names, in growing chunks, and
         checks the other fields on each candidate in Redis. Past `SCAN_BUDGET_S`
@@ -200,16 +202,19 @@ class DeadLetterIndex:
         """
         conditions = where.fields()
         sets = await self._smallest(conditions, states)
-        low, high = where.lex_range(after)
+        low, high = where.lex_range(after, newest=newest)
         found: list[str] = []
         chunk = min(CHUNK, max(2 * limit, 100))
         started = time.monotonic()
         while True:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in sets:
-                    pipe.zrangebylex(key, low, high, 0, chunk)
+                    if newest:
+                        pipe.zrevrangebylex(key, high, low, 0, chunk)
+                    else:
+                        pipe.zrangebylex(key, low, high, 0, chunk)
                 chunks = [[m.decode() for m in got] for got in await pipe.execute()]
-            ids = list(heapq.merge(*chunks))[:chunk]
+            ids = list(heapq.merge(*chunks, reverse=newest))[:chunk]
             if not ids:
                 return Scan(found, None)
             matched = await self._matching(ids, conditions)
@@ -220,7 +225,10 @@ class DeadLetterIndex:
                         return Scan(found, letter)
             if all(len(got) < chunk for got in chunks):
                 return Scan(found, None)
-            low = f"({ids[-1]}"
+            if newest:
+                high = f"({ids[-1]}"
+            else:
+                low = f"({ids[-1]}"
             if time.monotonic() - started >= SCAN_BUDGET_S:
                 return Scan(found, ids[-1])
             chunk = min(CHUNK, chunk * 4)
