@@ -36,13 +36,14 @@ from hookstream.config import Settings
 from hookstream.consumers.dead_letters import DeadLetters
 from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.engine.delivery import DeliveryTask, webhook_body
-from hookstream.engine.event import Event, decode_event
+from hookstream.engine.event import Event
 from hookstream.engine.source import RecordMapper
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.producers.durable import retriable
 from hookstream.topics import TopicNames
 from hookstream.views.catalog import Catalog
+from hookstream.views.event_log import event_of
 from hookstream.views.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
@@ -247,18 +248,7 @@ class Router:
         return acks
 
     def _decode(self, record: Record, mapper: RecordMapper | None) -> Event:
-        max_bytes = self._settings.max_event_bytes
-        if mapper is None:
-            return decode_event(record.value, max_bytes=max_bytes)
-        return mapper.event(
-            record.key,
-            record.value,
-            list(record.headers or ()),
-            timestamp_ms=record.timestamp,
-            partition=record.partition,
-            offset=record.offset,
-            max_bytes=max_bytes,
-        )
+        return event_of(record, mapper, self._settings.max_event_bytes)
 
     # -- sources ------------------------------------------------------------------
 

@@ -128,22 +128,28 @@ class EventLog:
                 yield LoggedEvent(event, record.timestamp, tp.topic, tp.partition, record.offset)
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | None:
-        max_bytes = self._settings.max_event_bytes
         try:
-            mapper = self._sources.get(record.topic)
-            if mapper is None:
-                return decode_event(record.value, max_bytes=max_bytes)
-            return mapper.event(
-                record.key,
-                record.value,
-                list(record.headers or ()),
-                timestamp_ms=record.timestamp,
-                partition=record.partition,
-                offset=record.offset,
-                max_bytes=max_bytes,
-            )
+            return event_of(record, self._sources.get(record.topic), self._settings.max_event_bytes)
         except InvalidInput:
             return None
+
+
+def event_of(
+    record: ConsumerRecord[bytes, bytes], mapper: RecordMapper | None, max_bytes: int
+) -> Event:
+    """The event a record of `events` (no mapper) or of a source carries; InvalidInput
+    says why it carries none. The router and replays read records alike."""
+    if mapper is None:
+        return decode_event(record.value, max_bytes=max_bytes)
+    return mapper.event(
+        record.key,
+        record.value,
+        list(record.headers or ()),
+        timestamp_ms=record.timestamp,
+        partition=record.partition,
+        offset=record.offset,
+        max_bytes=max_bytes,
+    )
 
 
 async def _merge(
