@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench import dlq, replay, scenarios
+from bench import dlq, profiler, replay, scenarios
 from bench.harness import servers
 from bench.report import markdown, plot
 
@@ -63,7 +63,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with servers(args.bootstrap, args.redis) as where:
         if "steady" in wanted or "latency" in wanted:
             await measure(
-                "steady", scenarios.steady(where, workers=args.workers, events=args.events)
+                "steady",
+                scenarios.steady(
+                    where,
+                    workers=args.workers,
+                    events=args.events,
+                    profile=args.out / f"{args.stem}-worker.svg" if args.profile else None,
+                ),
             )
         if "latency" in wanted:
             half = args.rate or results["steady"].get("deliveries_per_s", 0) / 2
@@ -141,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
     parser.add_argument("--redis", help="use this Redis instead of the embedded Valkey")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--profile", action="store_true", help="steady: a py-spy flame graph of a worker"
+    )
     args = parser.parse_args(argv)
     if bool(args.bootstrap) != bool(args.redis):
         parser.error("give both --bootstrap and --redis, or neither")
@@ -154,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     import uvloop
 
     started = time.time()
+    args.stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{args.scenario}"
+    if args.profile:
+        profiler.py_spy()  # missing: one line now, not after the run
     results = uvloop.run(run(args))
     report = {
         "command": "hookstream bench " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -162,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{args.scenario}"
+    stem = args.out / args.stem
     stem.with_suffix(".json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     table = markdown(report)
     stem.with_suffix(".md").write_text(table)

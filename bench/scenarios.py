@@ -10,11 +10,13 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import backlog as backlog_bench
 from bench import isolation as isolation_bench
 from bench.harness import Progress, Rig, Servers, publish, publish_at, rig
+from bench.profiler import flame_graph
 from hookstream.config import Settings
 from hookstream.kafka import log_ends
 from hookstream.topics import TopicNames
@@ -81,8 +83,11 @@ async def baseline(url: str, count: int, concurrency: int) -> dict[str, float]:
     return result
 
 
-async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]:
-    """Maximum sustained throughput: a backlog of `events` drained by the workers."""
+async def steady(
+    where: Servers, *, workers: int, events: int, profile: Path | None = None
+) -> dict[str, Any]:
+    """Maximum sustained throughput: a backlog of `events` drained by the workers
+    (`profile`: a flame graph of the first worker while it drains)."""
     async with rig(where, workers=workers, endpoints=ENDPOINTS) as running:
         bar = Progress("publish", events)
         publish_rate = await publish(
@@ -92,7 +97,8 @@ async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]
         cpu_before = running.cpu_seconds()
         servers_before = where.cpu_seconds()
         sink_before = running.sink_cpu_seconds()
-        samples = await _drain(running, events, "steady", timeout=900)
+        with flame_graph(running.workers[0].pid, profile):
+            samples = await _drain(running, events, "steady", timeout=900)
         cpu = running.cpu_seconds() - cpu_before
         servers_cpu = {k: v - servers_before[k] for k, v in where.cpu_seconds().items()}
         sink_cpu = running.sink_cpu_seconds() - sink_before
@@ -127,6 +133,7 @@ async def steady(where: Servers, *, workers: int, events: int) -> dict[str, Any]
             "lost": events - stats["distinct"],
             # No endpoint fails here: every retry-tier record is a delivery the gate parked.
             "parked": parked,
+            **({"profile": str(profile)} if profile else {}),
             "series": _series(stats),
         }
 
