@@ -389,3 +389,14 @@ async def test_a_replay_outlives_its_api_process(
         await catalog.stop()
         await registry.stop()
         await redis.aclose()
+
+
+async def test_the_api_stops_promptly_while_its_replay_adopter_talks_to_redis(
+    settings: Settings,
+) -> None:
+    """The adopter asks Redis for replays the moment the app starts; a stop that lands
+    inside that command must still stop it (redis-py can swallow the cancel)."""
+    for _ in range(25):
+        async with asyncio.timeout(10):
+            async with TestClient(TestServer(create_app(settings))) as client:
+                assert (await client.get("/healthz")).status == 200

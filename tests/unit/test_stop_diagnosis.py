@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from hookstream.stacks import every_suspended, suspended_at
+from hookstream.stacks import cancel_until_done, every_suspended, suspended_at
 
 
 async def _hangs() -> None:
@@ -48,3 +49,54 @@ async def test_a_stop_waiting_for_another_task_finds_it_among_every_task() -> No
     finally:
         task.cancel()
         inner.cancel()
+
+
+async def _swallows(cancels: int) -> None:
+    """Sleeps, taking `cancels` cancels as if nothing happened (as redis-py can)."""
+    taken = 0
+    while True:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            taken += 1
+            if taken > cancels:
+                raise
+
+
+async def test_a_swallowed_cancel_is_repeated_until_the_task_ends() -> None:
+    task = asyncio.create_task(_swallows(2))
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await cancel_until_done(task, within_s=10, every=0.05)
+    assert task.cancelled()
+    assert loop.time() - started < 2
+
+
+async def test_a_task_that_never_ends_is_reported_after_the_bound() -> None:
+    released = asyncio.Event()
+
+    async def deaf() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(30)
+
+    task = asyncio.create_task(deaf())
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert not await cancel_until_done(task, within_s=0.3, every=0.05)
+    assert 0.3 <= loop.time() - started < 2
+    assert not task.done()
+    released.set()
+    assert await cancel_until_done(task, within_s=5, every=0.05)
+
+
+async def test_a_task_that_failed_is_done_and_its_error_readable() -> None:
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    task = asyncio.create_task(fails())
+    await asyncio.sleep(0)
+    assert await cancel_until_done(task)
+    assert isinstance(task.exception(), RuntimeError)

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from hookstream.config import Settings
 from hookstream.redis_keys import RedisKeys
+from hookstream.stacks import cancel_until_done
 
 TASK_TTL_S = 7 * 24 * 3600
 
@@ -51,10 +52,11 @@ class BackgroundTasks:
         return task_id in self._running
 
     async def stop(self) -> None:
-        """Cancel the tasks running here and wait for them to record where they stopped."""
-        for job in list(self._running.values()):
-            job.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        """Cancel the tasks running here and wait for them to record where they stopped
+        (a cancel that Redis swallowed is repeated, after time to save)."""
+        await asyncio.gather(
+            *(cancel_until_done(job, within_s=30, every=5) for job in list(self._running.values()))
+        )
 
     async def save(self, task_id: str, **fields: Any) -> None:
         """Write fields of a task's progress."""

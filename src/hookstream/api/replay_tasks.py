@@ -39,6 +39,7 @@ from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.matching import EndpointIndex, compile_globs
 from hookstream.engine.replay import ReplaySpec
 from hookstream.engine.source import RecordMapper
+from hookstream.stacks import cancel_until_done
 from hookstream.topics import TopicNames
 from hookstream.views.catalog import Catalog
 from hookstream.views.event_log import EventLog, ReadStats
@@ -77,9 +78,7 @@ class ReplayTasks(BackgroundTasks):
     async def stop(self) -> None:
         """Stop the replays running here; they stay `running` for the next process to resume."""
         if self._adopter is not None:
-            self._adopter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._adopter
+            await cancel_until_done(self._adopter)
         await super().stop()
 
     async def start_replay(self, endpoint: Endpoint, spec: ReplaySpec) -> str:

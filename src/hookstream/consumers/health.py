@@ -35,6 +35,7 @@ from hookstream.config import Settings
 from hookstream.consumers.gates import EndpointGates
 from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.redis_keys import RedisKeys
+from hookstream.stacks import cancel_until_done
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,8 @@ class HealthBook:
 
     async def stop(self) -> None:
         """Publish what changed one last time, stop tailing."""
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The publish loop awaits Redis (stacks.py).
+        await asyncio.gather(*(cancel_until_done(task) for task in self._loops))
         with contextlib.suppress(Exception):
             await self.publish()
         if self._consumer is not None:

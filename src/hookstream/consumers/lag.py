@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from hookstream.config import Settings
 from hookstream.kafka import consumer_options
 from hookstream.redis_keys import RedisKeys
+from hookstream.stacks import cancel_until_done
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,7 @@ class LagMonitor:
     async def stop(self) -> None:
         """Stop refreshing, disconnect."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_until_done(self._task)  # it awaits Redis (stacks.py)
         for consumer in [*self._groups.values(), *([self._dlq] if self._dlq else [])]:
             await consumer.stop()
 

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from hookstream.engine.outcome import Verdict
 from hookstream.redis_keys import RedisKeys
+from hookstream.stacks import cancel_until_done
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,7 @@ class RollupFlusher:
     async def stop(self) -> None:
         """Flush once more and stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_until_done(self._task)  # it awaits Redis (stacks.py)
         with contextlib.suppress(RedisError, OSError):
             await self.flush()
 

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from hookstream.config import Settings
 from hookstream.kafka import LogEndGuard, consumer_options, stop_client
-from hookstream.stacks import suspended_at
+from hookstream.stacks import cancel_until_done, suspended_at
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,13 @@ class SoftIndex:
 
     async def stop(self) -> None:
         """Stop indexing and leave the group."""
-        if self._task is not None:
-            self._task.cancel()
-            # Bounded: the index is soft state, and a worker's stop must not hang on it.
-            # A task that outlives its cancel names the await that held it.
-            await asyncio.wait({self._task}, timeout=STOP_S)
-            if not self._task.done():
-                log.error(
-                    "index did not stop when cancelled; leaving it",
-                    extra={"index": self.name, "waiting_in": suspended_at(self._task)},
-                )
+        # Bounded: the index is soft state, and a worker's stop must not hang on it.
+        # A task that outlives its cancels names the await that held it.
+        if self._task is not None and not await cancel_until_done(self._task, within_s=STOP_S):
+            log.error(
+                "index did not stop when cancelled; leaving it",
+                extra={"index": self.name, "waiting_in": suspended_at(self._task)},
+            )
         if self._consumer is not None:
             await stop_client(self._consumer)
 
