@@ -20,11 +20,13 @@ from typing import Any
 
 import orjson
 
-from bench import dlq, profiler, replay, scenarios
+from bench import dlq, ordered, profiler, replay, scenarios
 from bench.harness import servers
 from bench.report import markdown, plot
 
-SCENARIOS = ("steady", "latency", "isolation", "backlog", "seed", "soak", "dlq", "replay")
+SCENARIOS = (
+    "steady", "latency", "isolation", "backlog", "seed", "soak", "dlq", "replay", "ordered",
+)  # fmt: skip
 # `all` leaves out the half-hour soak, the million-letter DLQ and the 100k replay.
 ALL = ("steady", "latency", "isolation", "backlog", "seed")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,6 +109,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     seconds=args.replay_seconds,
                 ),
             )
+        if "ordered" in wanted:
+            await measure(
+                "ordered",
+                ordered.run(
+                    where,
+                    workers=args.workers,
+                    events=args.ordered_events,
+                    rounds=args.ordered_rounds,
+                ),
+            )
         if "soak" in wanted:
             await measure(
                 "soak",
@@ -122,6 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="steady")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--events", type=int, default=60_000, help="steady: backlog size")
+    parser.add_argument(
+        "--ordered-events", type=int, default=30_000, help="ordered: backlog size per run"
+    )
+    parser.add_argument(
+        "--ordered-rounds", type=int, default=2, help="ordered: A B rounds, alternating"
+    )
     parser.add_argument("--rate", type=float, help="latency: events/s (default half of steady)")
     parser.add_argument("--seconds", type=float, default=30.0, help="latency: how long")
     parser.add_argument("--isolation-events", type=int, default=1000)

@@ -153,6 +153,7 @@ async def rig(
     fail_ratio: float = 0.0,
     partitions: int = 12,
     log_level: str = "WARNING",
+    ordering: str = "none",
     **overrides: Any,
 ) -> AsyncIterator[Rig]:
     """Start a sink process and `workers` worker processes on a fresh topic prefix.
@@ -201,6 +202,7 @@ async def rig(
                     "url": f"{running.sink_url}{path}",
                     "tenant": "bench",
                     "event_types": [f"bench.e{i}"],
+                    "ordering": ordering,
                 }
                 for i, path in enumerate(paths)
             ],
@@ -265,11 +267,19 @@ def _unanswered(running: Rig) -> int:
     return len([p for p in fail.split(",") if p]) + len([p for p in slow.split(",") if p])
 
 
-def events(count: int, kinds: int, pad: int, start: int = 0) -> list[dict[str, Any]]:
-    """Bench events spread round-robin over `kinds` event types (one endpoint each)."""
+def events(
+    count: int, kinds: int, pad: int, start: int = 0, subjects: int = 0
+) -> list[dict[str, Any]]:
+    """Bench events spread round-robin over `kinds` event types (one endpoint each);
+    with `subjects`, each endpoint's events round-robin over that many subjects."""
     filler = "x" * pad
     return [
-        {"type": f"bench.e{n % kinds}", "tenant": "bench", "data": {"n": n, "pad": filler}}
+        {
+            "type": f"bench.e{n % kinds}",
+            "tenant": "bench",
+            "data": {"n": n, "pad": filler},
+            **({"subject": f"s{(n // kinds) % subjects}"} if subjects else {}),
+        }
         for n in range(start, start + count)
     ]
 
@@ -282,12 +292,15 @@ async def publish(
     pad: int = 200,
     chunk: int = 2000,
     progress: Callable[[int], None] | None = None,
+    subjects: int = 0,
 ) -> float:
     """Publish `count` events as fast as the broker takes them; events/s."""
     started = time.perf_counter()
     async with EventPublisher(settings) as publisher:
         for first in range(0, count, chunk):
-            await publisher.publish_many(events(min(chunk, count - first), kinds, pad, first))
+            await publisher.publish_many(
+                events(min(chunk, count - first), kinds, pad, first, subjects)
+            )
             if progress is not None:
                 progress(first + chunk)
     return count / (time.perf_counter() - started)

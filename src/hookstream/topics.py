@@ -41,6 +41,7 @@ class TopicNames:
         self.attempts = f"{p}attempts"
         self.dlq = f"{p}dlq"
         self.dlq_state = f"{p}dlq-state"  # redrives, keyed by letter id
+        self.ordering = f"{p}ordering"  # blocked chains of ordered endpoints
         self.health = f"{p}health"
         self.ops = f"{p}ops"
         self.router_group = f"{p}router"
@@ -52,7 +53,7 @@ class TopicNames:
     def own(self) -> frozenset[str]:
         """Every topic hookstream writes: none of them can be a source."""
         fixed = (self.events, self.deliveries, self.endpoints, self.config, self.attempts)
-        tail = (self.dlq, self.dlq_state, self.health, self.ops)
+        tail = (self.dlq, self.dlq_state, self.ordering, self.health, self.ops)
         return frozenset((*fixed, *tail, *self.retry_tiers.values()))
 
 
@@ -71,6 +72,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         *(TopicSpec(topic, n, week) for topic in names.retry_tiers.values()),
         TopicSpec(names.attempts, n, week),
         TopicSpec(names.dlq, n, {"retention.ms": str(int(settings.dlq_retention_days * DAY_MS))}),
+        # Ordered endpoints' blocked chains, keyed by endpoint and subject, in the
+        # partition of `deliveries` that owns the endpoint (consumers/sequencer.py).
+        TopicSpec(names.ordering, n, compact),
         # What was redriven, latest per letter: small, read by the DLQ index.
         TopicSpec(names.dlq_state, 1, compact),
         # Config is small and read whole by every process: one partition keeps

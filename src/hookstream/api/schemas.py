@@ -59,6 +59,10 @@ ENDPOINT_FIELDS: Schema = {
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": endpoint.MAX_CONCURRENCY},
     "disabled": {"type": "boolean"},
     "operational": {"type": "boolean"},
+    "ordering": {
+        "enum": list(endpoint.ORDERINGS),
+        "description": "`subject`: each subject's messages one at a time, in publish order",
+    },
     "metadata": METADATA,
 }
 ENDPOINT_CREATE: Schema = {
@@ -101,6 +105,7 @@ ENDPOINT: Schema = {
         "rate_limit": {"type": ["number", "null"]},
         "max_concurrency": {"type": ["integer", "null"]},
         "operational": {"type": "boolean"},
+        "ordering": {"enum": list(endpoint.ORDERINGS)},
     },
     "required": ["id", "tenant", "url", "event_types", "disabled", "created_at"],
 }

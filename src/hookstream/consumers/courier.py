@@ -2,7 +2,9 @@
 
 Reads in the order things happen: admit → sign → send → settle → act.
 
-* **admit**: the endpoint's gate (consumers/gates.py) lets it start, holds it a
+* **admit**: for an ordered endpoint, the sequencer (consumers/sequencer.py)
+  lets one message of a subject go at a time, in order, and holds the rest;
+  then the endpoint's gate (consumers/gates.py) lets it start, holds it a
   moment for its rate or concurrency slot, or parks it;
 * **sign**: Standard Webhooks headers over the body, with the endpoint's keys;
 * **send**: one attempt through the `Sender` seam;
@@ -35,13 +37,16 @@ from hookstream.consumers.gates import EndpointGates
 from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.ops_events import OpsEvents
 from hookstream.consumers.retry_tiers import RetryTiers
+from hookstream.consumers.sequencer import Sequencer
 from hookstream.egress import USER_AGENT
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.endpoint import Endpoint
+from hookstream.engine.ordering import Admission
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict
 from hookstream.engine.settle import Settlement, settle
 from hookstream.engine.signing import secret_key, signed_headers
 from hookstream.errors import InvalidInput
+from hookstream.topics import TopicNames
 from hookstream.views.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,7 @@ _OUTCOME_LEVEL = {
     Verdict.DEAD: logging.WARNING,
 }
 _MAX_CACHED_KEYS = 100_000
+GAVE_UP = "its predecessors were not seen for 10 minutes after they were due"
 
 
 class Courier:
@@ -71,6 +77,7 @@ class Courier:
         ops: OpsEvents,
         attempt_log: AttemptLog | None = None,
         metrics: WorkerMetrics | None = None,
+        sequencer: Sequencer | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -84,6 +91,8 @@ class Courier:
         self._ops = ops
         self._attempt_log = attempt_log
         self._metrics = metrics
+        self.sequencer = sequencer
+        self._deliveries = TopicNames(settings).deliveries
         self._clock = clock
         self._rng = rng or random.Random()
         # A webhook body is an event plus a small envelope; anything far past
@@ -113,17 +122,49 @@ class Courier:
             return
         # Its gate follows the endpoint's config, so its health shows a disable too.
         self.gates.gate(endpoint, tp)
+        sequencer = self.sequencer
+        if sequencer is not None and task.subject:
+            if endpoint.ordered:
+                offset = record.offset if record.topic == self._deliveries else None
+                chained, admission = await sequencer.admit(tp.partition, offset, task)
+                if chained is None:
+                    return  # held behind its subject's unfinished message, or a copy
+                task = chained
+                if admission is Admission.GIVE_UP:
+                    await self._ops.order_broken(task, endpoint, GAVE_UP)
+            elif task.order_seq is not None:
+                sequencer.abandon(tp.partition, task)  # ordering was switched off
+                task = task.unchained()
+        due_at_ms = await self._outcome(tp, task, endpoint)
+        if sequencer is not None and task.order_seq is not None:
+            await sequencer.settle(tp.partition, task, due_at_ms=due_at_ms)
+
+    def forget(self, revoked: set[TopicPartition]) -> None:
+        """Partitions moved to another worker: their endpoints' gates and ordered
+        chains go with them."""
+        self.gates.forget(revoked)
+        if self.sequencer is not None:
+            self.sequencer.forget({tp.partition for tp in revoked if tp.topic == self._deliveries})
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions came to this worker: load their ordered chains before delivering."""
+        if self.sequencer is not None:
+            await self.sequencer.load(
+                {tp.partition for tp in assigned if tp.topic == self._deliveries}
+            )
+
+    async def _outcome(
+        self, tp: TopicPartition, task: DeliveryTask, endpoint: Endpoint
+    ) -> int | None:
+        """Attempt it, or dead-letter it for a disabled endpoint; when it is due again
+        (epoch ms) if it went to a retry tier, else None (delivered or dead)."""
         if endpoint.disabled:
             reason = "endpoint disabled"
             if endpoint.disabled_reason:
                 reason += f": {endpoint.disabled_reason}"
-            await self._dead.write(task, reason)
-            return
-        await self._attempt(tp, task, endpoint)
-
-    def forget(self, revoked: set[TopicPartition]) -> None:
-        """Partitions moved to another worker: their endpoints' gates go with them."""
-        self.gates.forget(revoked)
+            await self._dead.write(task, reason, order_broken=task.order_seq is not None)
+            return None
+        return await self._attempt(tp, task, endpoint)
 
     async def _endpoint(self, task: DeliveryTask, routed_at: float) -> Endpoint | None:
         endpoint = self._registry.get(task.endpoint_id)
@@ -135,13 +176,16 @@ class Courier:
             endpoint = self._registry.get(task.endpoint_id)
         return endpoint
 
-    async def _attempt(self, tp: TopicPartition, task: DeliveryTask, endpoint: Endpoint) -> None:
+    async def _attempt(
+        self, tp: TopicPartition, task: DeliveryTask, endpoint: Endpoint
+    ) -> int | None:
         entry = await self.gates.enter(endpoint, tp, reserved=task.reserved)
         if entry.park_s is not None:
             if self._metrics is not None:
                 self._metrics.parked()
+            due_at_ms = int((self._clock() + entry.park_s) * 1000)
             await self._tiers.park(task, entry.park_s, reserved=entry.reserved)
-            return
+            return due_at_ms
         started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
         self.gates.leave(entry, result)
@@ -149,29 +193,34 @@ class Courier:
             endpoint.retry_policy, endpoint.max_attempts
         )
         settled = settle(task, result, policy, entry.gate, self._clock(), self._rng)
-        await self._act(task, result, settled, started_at)
+        return await self._act(task, result, settled, started_at)
 
     async def _act(
         self, task: DeliveryTask, result: AttemptResult, settled: Settlement, started_at: float
-    ) -> None:
+    ) -> int | None:
         entry = attempt_entry(task, result, settled.verdict, started_at)
         self._report(task, result, settled)
         if self._attempt_log is not None:
             next_at = None if settled.wait_s is None else started_at + settled.wait_s
             await self._attempt_log.record(task, entry, result, next_at)
         if settled.verdict is Verdict.DELIVERED:
-            return
+            return None
         task = replace(task, history=orjson.dumps(task.with_attempt(entry)))
         if settled.verdict is Verdict.RETRY:
             assert settled.wait_s is not None
+            due_at_ms = int((self._clock() + settled.wait_s) * 1000)
             await self._tiers.schedule(task, settled.wait_s)
-            return
+            return due_at_ms
         if settled.disable is not None:
             await self._disabler.disable(task.endpoint_id, settled.disable)
-        await self._dead.write(task, settled.reason)
+        ordered = task.order_seq is not None
+        await self._dead.write(task, settled.reason, order_broken=ordered)
+        endpoint = self._registry.get(task.endpoint_id)
         if settled.exhausted:
-            endpoint = self._registry.get(task.endpoint_id)
             await self._ops.attempts_exhausted(task, endpoint, settled.reason)
+        if ordered:
+            await self._ops.order_broken(task, endpoint, settled.reason)
+        return None
 
     def _report(self, task: DeliveryTask, result: AttemptResult, settled: Settlement) -> None:
         if self._metrics is not None:

@@ -40,9 +40,12 @@ class DeadLetters:
         self._max_value_bytes = max_value_bytes
         self.written = 0
 
-    async def write(self, task: DeliveryTask, reason: str) -> None:
-        """Dead-letter `task` with `reason`; returns once the broker acknowledged it."""
+    async def write(self, task: DeliveryTask, reason: str, *, order_broken: bool = False) -> None:
+        """Dead-letter `task` with `reason`; returns once the broker acknowledged it.
+        `order_broken`: its ordered subject moves on without it."""
         headers = [*task.headers(), ("reason", reason.encode())]
+        if order_broken:
+            headers.append(("order_broken", b"1"))
         await self._send(task.endpoint_id.encode(), task.body, headers)
         self.written += 1
         log.warning("delivery dead-lettered", extra={**task.log_fields(), "reason": reason})

@@ -277,3 +277,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self._dispatcher._consumer
         assert consumer is not None
         await self._dispatcher._guard.assigned(consumer, set(assigned))
+        # Ordered chains first: no record of these partitions is read before they are known.
+        try:
+            await self._dispatcher.courier.assigned(set(assigned))
+        except Exception as exc:
+            # Delivering without them could break an ordered subject's order: read
+            # nothing more and stop loudly (a restart loads them again).
+            consumer.pause(*assigned)
+            self._dispatcher._fail(exc)
+            raise

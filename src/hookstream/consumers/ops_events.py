@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINT_DISABLED = "endpoint.disabled"
 ATTEMPTS_EXHAUSTED = "message.attempt.exhausted"
+ORDER_BROKEN = "message.order.broken"
 
 
 class OpsEvents:
@@ -65,6 +66,25 @@ class OpsEvents:
         event_id = message_id_for(f"exhausted:{task.message_id}", task.endpoint_id)
         await self._publish(
             event_id, ATTEMPTS_EXHAUSTED, task.tenant, task.endpoint_id, system_clock(), data
+        )
+
+    async def order_broken(
+        self, task: DeliveryTask, endpoint: Endpoint | None, reason: str
+    ) -> None:
+        """An ordered endpoint's subject moved on past a message that was not delivered."""
+        if endpoint is not None and endpoint.operational:
+            return
+        data = {
+            "message_id": task.message_id,
+            "event_id": task.event_id,
+            "event_type": task.event_type,
+            "endpoint_id": task.endpoint_id,
+            "subject": task.subject,
+            "reason": reason,
+        }
+        event_id = message_id_for(f"order-broken:{task.message_id}", task.endpoint_id)
+        await self._publish(
+            event_id, ORDER_BROKEN, task.tenant, task.endpoint_id, system_clock(), data
         )
 
     async def _publish(

@@ -43,6 +43,7 @@ class RetryTiers:
         self._clock = clock
         self.scheduled = 0
         self.hops = 0
+        self.held = 0
 
     async def schedule(self, task: DeliveryTask, wait_s: float) -> None:
         """The next attempt of a failed delivery, due in `wait_s`."""
@@ -57,6 +58,13 @@ class RetryTiers:
         """
         due_at_ms = int((self._clock() + wait_s) * 1000)
         await self._write(wait_s, task.parked(due_at_ms=due_at_ms, reserved=reserved))
+
+    async def hold(self, task: DeliveryTask, wait_s: float) -> None:
+        """Hold back an ordered message behind its subject's unfinished one
+        (consumers/sequencer.py); like a park, it is not an attempt."""
+        due_at_ms = int((self._clock() + wait_s) * 1000)
+        await self._write(wait_s, task.parked(due_at_ms=due_at_ms, reserved=False))
+        self.held += 1
 
     async def hop(self, task: DeliveryTask) -> None:
         """Place a record that is ready but not due again, for the rest of its wait."""

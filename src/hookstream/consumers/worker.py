@@ -33,6 +33,7 @@ from hookstream.consumers.metrics import RollupFlusher, WorkerMetrics
 from hookstream.consumers.ops_events import OpsEvents
 from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
+from hookstream.consumers.sequencer import Sequencer
 from hookstream.consumers.worker_http import serve
 from hookstream.egress import build_sender
 from hookstream.kafka import producer_options
@@ -68,6 +69,7 @@ class Worker:
         self.dead_letters: DeadLetters | None = None
         self.gates = EndpointGates(settings.gate_settings)
         self.courier: Courier | None = None
+        self.sequencer: Sequencer | None = None
         self.health: HealthBook | None = None
         self.ops: OpsEvents | None = None
         self._http: web.AppRunner | None = None
@@ -92,6 +94,7 @@ class Worker:
         self._redis = Redis.from_url(self.settings.redis_url)
         self.health = HealthBook(self.settings, self.gates, self._producer, self._redis)
         await self.health.start()
+        self.sequencer = Sequencer(self.settings, self._producer, self.retry_tiers)
         self.courier = Courier(
             self.settings,
             self.registry,
@@ -103,6 +106,7 @@ class Worker:
             ops=self.ops,
             attempt_log=AttemptLog(self._producer, names.attempts),
             metrics=self.metrics,
+            sequencer=self.sequencer,
         )
         self.dispatcher = Dispatcher(self.settings, self.courier)
         self.metrics_registry.register(

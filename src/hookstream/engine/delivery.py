@@ -18,7 +18,9 @@ from hookstream.engine.event import Event
 from hookstream.errors import FieldProblem, InvalidInput
 
 Headers = Sequence[tuple[str, bytes]]
-_TEXT_HEADERS = frozenset({"message_id", "event_id", "endpoint_id", "tenant", "event_type"})
+_TEXT_HEADERS = frozenset(
+    {"message_id", "event_id", "endpoint_id", "tenant", "event_type", "subject"}
+)
 
 
 def message_id_for(event_id: str, endpoint_id: str) -> str:
@@ -47,6 +49,11 @@ class DeliveryTask:
     history: bytes = b"[]"  # the last attempts, JSON, carried to the dead letter
     reserved: bool = False  # parked holding a rate-limit slot: not charged again
     occurred_at_ms: int = 0  # when the event happened (epoch ms), for delivery latency
+    subject: str = ""  # the event's subject: what an ordered endpoint keeps in order
+    # Its place in its subject's chain, once an ordered endpoint's dispatcher gave it
+    # one (engine/ordering.py): its own sequence number and its predecessor's.
+    order_seq: int | None = None
+    order_prev: int | None = None
 
     @classmethod
     def for_event(
@@ -61,11 +68,12 @@ class DeliveryTask:
             tenant=event.tenant,
             event_type=event.type,
             body=body,
+            subject=event.subject or "",
         )
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka record headers carrying everything but the body."""
-        return [
+        listed = [
             ("message_id", self.message_id.encode()),
             ("event_id", self.event_id.encode()),
             ("endpoint_id", self.endpoint_id.encode()),
@@ -77,6 +85,13 @@ class DeliveryTask:
             ("reserved", b"1" if self.reserved else b"0"),
             ("occurred_at", b"%d" % self.occurred_at_ms),
         ]
+        if self.subject:
+            listed.append(("subject", self.subject.encode()))
+        if self.order_seq is not None:
+            listed.append(("order_seq", b"%d" % self.order_seq))
+            prev = -1 if self.order_prev is None else self.order_prev
+            listed.append(("order_prev", b"%d" % prev))
+        return listed
 
     @classmethod
     def from_record(
@@ -104,6 +119,8 @@ class DeliveryTask:
             attempt = int(found.get("attempt", b"1"))
             due_at_ms = int(found.get("due_at", b"0"))
             occurred_at_ms = int(found.get("occurred_at", b"0"))
+            order_seq = int(found["order_seq"]) if "order_seq" in found else None
+            order_prev = int(found.get("order_prev", b"-1"))
             text = {k: v.decode() for k, v in found.items() if k in _TEXT_HEADERS}
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput([FieldProblem("record", "undecodable delivery headers")]) from None
@@ -119,6 +136,9 @@ class DeliveryTask:
             history=found.get("history", b"[]"),
             reserved=found.get("reserved") == b"1",
             occurred_at_ms=occurred_at_ms,
+            subject=text.get("subject", ""),
+            order_seq=order_seq,
+            order_prev=None if order_seq is None or order_prev < 0 else order_prev,
         )
 
     def next_attempt(
@@ -136,6 +156,14 @@ class DeliveryTask:
     def parked(self, *, due_at_ms: int, reserved: bool) -> DeliveryTask:
         """The same attempt again, not before `due_at_ms` (it was not sent)."""
         return replace(self, due_at_ms=due_at_ms, reserved=reserved)
+
+    def in_chain(self, seq: int, prev: int | None) -> DeliveryTask:
+        """The same task with its place in its subject's chain."""
+        return replace(self, order_seq=seq, order_prev=prev)
+
+    def unchained(self) -> DeliveryTask:
+        """The same task as a new message: a redrive takes a new place in its chain."""
+        return replace(self, order_seq=None, order_prev=None)
 
     def with_attempt(self, entry: dict[str, Any], keep: int = 5) -> list[dict[str, Any]]:
         """The history including `entry`, the last `keep` attempts only."""

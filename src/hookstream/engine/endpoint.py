@@ -38,6 +38,7 @@ MUTABLE_FIELDS = frozenset(
         "disabled",
         "metadata",
         "operational",
+        "ordering",
     }
 )
 CREATE_FIELDS = MUTABLE_FIELDS | {"tenant"}
@@ -53,7 +54,10 @@ CLEARED: dict[str, Any] = {
     "max_concurrency": None,
     "event_types": ("*",),
     "retry_policy": "exponential",
+    "ordering": "none",
 }
+# "subject": one message in flight per subject, in publish order (engine/ordering.py).
+ORDERINGS = ("none", "subject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,12 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)  # added to every delivery
     # Secrets replaced by a rotation that still sign until (epoch s) their expiry.
     previous_secrets: tuple[tuple[str, float], ...] = ()
+    ordering: str = "none"  # "subject": each subject's messages one at a time, in order
+
+    @property
+    def ordered(self) -> bool:
+        """True when each subject's messages go one at a time, in publish order."""
+        return self.ordering == "subject"
 
     def signing_secrets(self, now: float) -> tuple[str, ...]:
         """The secrets that sign a delivery at `now`: the current one first."""
@@ -125,6 +135,7 @@ class Endpoint:
             "channels": list(self.channels),
             "filter": self.filter,
             "headers": self.headers,
+            "ordering": self.ordering,
         }
         if include_secret:
             body["secret"] = self.secret
@@ -154,6 +165,7 @@ class Endpoint:
             channels=tuple(raw.get("channels", ())),
             filter=raw.get("filter"),
             headers=raw.get("headers", {}),
+            ordering=raw.get("ordering", "none"),
             previous_secrets=tuple(
                 (old, float(until)) for old, until in raw.get("previous_secrets", ())
             ),
@@ -295,6 +307,12 @@ def _retry_policy(value: Any, _: EgressPolicy, problems: list[FieldProblem]) -> 
     return value
 
 
+def _ordering(value: Any, _: EgressPolicy, problems: list[FieldProblem]) -> Any:
+    if value not in ORDERINGS:
+        problems.append(FieldProblem("ordering", f"must be one of {', '.join(ORDERINGS)}"))
+    return value
+
+
 def _whole(name: str, low: int, high: int) -> Any:
     def check(value: Any, _: EgressPolicy, problems: list[FieldProblem]) -> Any:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -342,4 +360,5 @@ _CHECKS: dict[str, Any] = {
     "max_concurrency": _whole("max_concurrency", 1, MAX_CONCURRENCY),
     "disabled": _flag("disabled"),
     "operational": _flag("operational"),
+    "ordering": _ordering,
 }

@@ -74,7 +74,9 @@ async def redrive(
     try:
         sent = []
         for letter in letters:
-            task = replace(letter.task, attempt=1, due_at_ms=0, history=b"[]", reserved=False)
+            task = replace(
+                letter.task.unchained(), attempt=1, due_at_ms=0, history=b"[]", reserved=False
+            )
             sent.append(
                 await producer.send(
                     names.deliveries,

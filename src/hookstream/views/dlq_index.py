@@ -53,6 +53,7 @@ class IndexedLetter:
     reason: str
     redriven_at: float | None
     redrive_task: str | None
+    order_broken: bool = False  # an ordered subject moved on past it
 
     @classmethod
     def from_hash(cls, letter: str, raw: dict[bytes, bytes]) -> IndexedLetter | None:
@@ -71,6 +72,7 @@ class IndexedLetter:
             reason=dict(headers).get("reason", b"").decode(errors="replace"),
             redriven_at=None if at is None else float(at),
             redrive_task=None if at is None else raw.get(b"task_id", b"").decode(),
+            order_broken=dict(headers).get("order_broken") == b"1",
         )
 
     def to_dict(self, outcome: str | None = None) -> dict[str, Any]:
@@ -92,6 +94,7 @@ class IndexedLetter:
             "payload": payload,
             "redriven_at": None,
             "redrive": None,
+            "order_broken": self.order_broken,
         }
         if self.redriven_at is not None:
             view["redriven_at"] = rfc3339(self.redriven_at)

@@ -1,0 +1,114 @@
+"""A receiver for ordered-delivery tests: it notes every attempt per subject and
+fails the attempts it is told to, on a real loopback socket."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from hookstream.embedded import free_port
+from hookstream.engine.signing import InvalidSignature, verify
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One attempt as the receiver saw it."""
+
+    at: float  # monotonic
+    subject: str
+    n: int  # the event's place in its subject's publish order, from 1
+    webhook_id: str
+    ok: bool  # answered 2xx
+
+
+@dataclass
+class OrderedReceiver:
+    """Answers 204, or 500 where `fail(subject, n, times_seen)` says so."""
+
+    secrets: list[str]
+    fail: Callable[[str, int, int], bool] = lambda subject, n, seen: False
+    url: str = ""
+    arrivals: list[Arrival] = field(default_factory=list)
+    rejected: int = 0
+
+    async def receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            verify(self.secrets, headers, body, now=time.time())
+        except (InvalidSignature, ValueError):
+            self.rejected += 1
+            return web.Response(status=401)
+        data = orjson.loads(body)["data"]
+        subject, n = data["subject"], data["n"]
+        seen = 1 + sum(1 for a in self.arrivals if a.subject == subject and a.n == n)
+        ok = not self.fail(subject, n, seen)
+        self.arrivals.append(Arrival(time.monotonic(), subject, n, headers["webhook-id"], ok))
+        return web.Response(status=204 if ok else 500)
+
+    def attempts(self, subject: str) -> list[Arrival]:
+        """Every attempt of `subject`, in arrival order."""
+        return [a for a in self.arrivals if a.subject == subject]
+
+    def first_successes(self, subject: str) -> list[int]:
+        """Each message of `subject` by its first 2xx, in arrival order."""
+        seen: set[int] = set()
+        order = []
+        for a in self.attempts(subject):
+            if a.ok and a.n not in seen:
+                seen.add(a.n)
+                order.append(a.n)
+        return order
+
+    def delivered(self, subject: str) -> set[int]:
+        """The messages of `subject` answered 2xx at least once."""
+        return {a.n for a in self.attempts(subject) if a.ok}
+
+    def order_violations(self, subject: str) -> list[str]:
+        """Attempts of message n made before message n-1 of `subject` had succeeded."""
+        succeeded: set[int] = set()
+        wrong = []
+        for a in self.attempts(subject):
+            if a.n > 1 and a.n - 1 not in succeeded:
+                wrong.append(f"{subject}{a.n} attempted before {subject}{a.n - 1} succeeded")
+            if a.ok:
+                succeeded.add(a.n)
+        return wrong
+
+
+@asynccontextmanager
+async def ordered_receiver(
+    secrets: list[str], fail: Callable[[str, int, int], bool]
+) -> AsyncIterator[OrderedReceiver]:
+    """An `OrderedReceiver` listening on a free loopback port until the block ends."""
+    receiver = OrderedReceiver(secrets, fail)
+    app = web.Application()
+    app.router.add_post("/hook", receiver.receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    receiver.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+def interleaved(subjects: list[str], count: int) -> list[dict[str, object]]:
+    """`count` events per subject, published round-robin: a1, b1, a2, b2, ..."""
+    return [
+        {
+            "type": "order.updated",
+            "tenant": "acme",
+            "subject": subject,
+            "data": {"subject": subject, "n": n},
+        }
+        for n in range(1, count + 1)
+        for subject in subjects
+    ]
