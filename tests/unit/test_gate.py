@@ -272,3 +272,42 @@ def test_a_waiter_is_overdue_only_when_the_endpoint_says_its_turn_is_far() -> No
     assert g.overdue(0.05, position=29)
     # The same queue behind requests already 3 s old: every turn is far.
     assert g.overdue(3.0, position=0)
+
+
+def test_the_workers_own_delay_is_not_blamed_on_the_endpoint() -> None:
+    # Answers measured at 300 ms, of which the worker's loop ran 280 ms late:
+    # the endpoint itself answers in about 20 ms.
+    busy, alone = gate(), gate()
+    for g in (busy, alone):
+        for _ in range(10):
+            run(g, AttemptResult(status=200, duration_ms=300.0), 0.0)
+    admitted = {"busy": 0, "alone": 0}
+    for name, g, delay_s in (("busy", busy, 0.28), ("alone", alone, 0.0)):
+        while g.admit(1.0, delay_s=delay_s).park_s is None and admitted[name] < 500:
+            admitted[name] += 1
+    # cap 2, hold 1 s: 300 ms a turn fits about 2 + 2 ÷ 0.3 ≈ 8; 20 ms about 100.
+    assert admitted["alone"] <= 10
+    assert 80 <= admitted["busy"] <= 110
+    # The same holds where a waiter is asked again after the hold.
+    for g in (busy, alone):
+        g.started(1.0)
+        g.started(1.0)
+    assert alone.overdue(1.3, position=20)
+    assert not busy.overdue(1.3, position=20, delay_s=0.28)
+
+
+def test_an_endpoint_slower_than_the_workers_delay_is_still_parked() -> None:
+    g = gate()
+    for _ in range(10):
+        run(g, AttemptResult(status=200, duration_ms=1300.0), 0.0)  # 1 s of its own
+    admitted = 0
+    while g.admit(1.0, delay_s=0.3).park_s is None:
+        admitted += 1
+    assert 2 <= admitted <= 8
+    # A delay larger than every answer leaves the cold floor, not zero or less.
+    fast = gate()
+    for _ in range(10):
+        run(fast, AttemptResult(status=200, duration_ms=10.0), 0.0)
+    fast.started(1.0)
+    fast.started(1.0)
+    assert fast.overdue(1.0, position=500, delay_s=5.0)  # 500 × 5 ms ÷ 2 > 1 s

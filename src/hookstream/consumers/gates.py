@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
+from hookstream.consumers.loop_delay import LoopDelay
 from hookstream.engine.clock import parse_rfc3339
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.gate import EndpointGate, GateSettings
@@ -43,9 +44,16 @@ class Entry:
 class EndpointGates:
     """Admission for the endpoints this worker delivers to."""
 
-    def __init__(self, settings: GateSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: GateSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        loop_delay: LoopDelay | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock
+        self._loop_delay = loop_delay  # the worker's own delay, not the endpoints'
         self._gates: dict[str, EndpointGate] = {}
         self._partition: dict[str, TopicPartition] = {}
         self._disabled: dict[str, bool] = {}
@@ -59,7 +67,7 @@ class EndpointGates:
     async def enter(self, endpoint: Endpoint, tp: TopicPartition, *, reserved: bool) -> Entry:
         """Admit one delivery: returns once it holds a concurrency slot, or at once to park."""
         gate = self.gate(endpoint, tp)
-        admission = gate.admit(self._clock(), reserved=reserved)
+        admission = gate.admit(self._clock(), reserved=reserved, delay_s=self._delay_s())
         if admission.park_s is not None:
             self._dirty.add(gate.endpoint_id)
             return Entry(gate, admission.park_s, admission.reason, admission.reserved)
@@ -69,7 +77,7 @@ class EndpointGates:
                 await asyncio.sleep(admission.wait_s)  # its rate-limit slot
             if not await self._take_slot(gate, self._settings.hold_max_s):
                 # Slower than admission expected: parked now, not held in the window.
-                park_s = gate.evicted(self._clock(), probe=admission.probe)
+                park_s = gate.evicted(self._clock(), probe=admission.probe, delay_s=self._delay_s())
                 self._dirty.add(gate.endpoint_id)
                 return Entry(gate, park_s, "concurrency limit", admission.reserved)
             started = True
@@ -188,7 +196,9 @@ class EndpointGates:
             try:
                 while not future.done():
                     await asyncio.wait((future,), timeout=hold_s)
-                    if not future.done() and gate.overdue(self._clock(), waiters.index(future)):
+                    if not future.done() and gate.overdue(
+                        self._clock(), waiters.index(future), delay_s=self._delay_s()
+                    ):
                         waiters.remove(future)
                         future.cancel()
                         self._wake(gate)
@@ -202,6 +212,9 @@ class EndpointGates:
                 break
         gate.started(self._clock())
         return True
+
+    def _delay_s(self) -> float:
+        return self._loop_delay.delay_s if self._loop_delay is not None else 0.0
 
     def _wake(self, gate: EndpointGate) -> None:
         waiters = self._waiters.get(gate.endpoint_id)

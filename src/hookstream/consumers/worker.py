@@ -29,6 +29,7 @@ from hookstream.consumers.gates import EndpointGates
 from hookstream.consumers.health import HealthBook
 from hookstream.consumers.health_metrics import HealthCollector
 from hookstream.consumers.lag import LagMonitor
+from hookstream.consumers.loop_delay import LoopDelay
 from hookstream.consumers.metrics import RollupFlusher, WorkerMetrics
 from hookstream.consumers.ops_events import OpsEvents
 from hookstream.consumers.retry_tiers import RetryTiers
@@ -67,7 +68,8 @@ class Worker:
         self.dlq_index: DeadLetterIndexer | None = None
         self.retry_tiers: RetryTiers | None = None
         self.dead_letters: DeadLetters | None = None
-        self.gates = EndpointGates(settings.gate_settings)
+        self.loop_delay = LoopDelay(self.metrics_registry)
+        self.gates = EndpointGates(settings.gate_settings, loop_delay=self.loop_delay)
         self.courier: Courier | None = None
         self.sequencer: Sequencer | None = None
         self.health: HealthBook | None = None
@@ -116,6 +118,7 @@ class Worker:
         await self._rollup.start()
         self.lag = LagMonitor(self.settings, self.metrics_registry, redis=self._redis)
         await self.lag.start()
+        self.loop_delay.start()
         self.attempt_index = AttemptIndex(self.settings, self._redis)
         self.dlq_index = DeadLetterIndexer(self.settings, self._redis)
         if self.settings.worker_metrics_port:
@@ -152,6 +155,7 @@ class Worker:
             await self._http.cleanup()
         if self.lag is not None:
             await self.lag.stop()
+        await self.loop_delay.stop()
         if self._rollup is not None:
             await self._rollup.stop()
         if self._redis is not None:

@@ -109,8 +109,9 @@ class EndpointGate:
 
     # -- admit -------------------------------------------------------------
 
-    def admit(self, now: float, *, reserved: bool = False) -> Admission:
-        """Decide for one delivery that wants to start now."""
+    def admit(self, now: float, *, reserved: bool = False, delay_s: float = 0.0) -> Admission:
+        """Decide for one delivery that wants to start now; `delay_s` is how late the
+        worker's own loop runs (consumers/loop_delay.py), which no endpoint is to blame for."""
         hold = self.circuit.allow(now)
         if hold > 0:
             self.parked += 1
@@ -120,7 +121,7 @@ class EndpointGate:
         if self.rate is not None and not reserved:
             rate_wait = self.rate.reserve(now)
             reserved = True
-        wait = max(rate_wait, self._queue_wait(now))
+        wait = max(rate_wait, self._queue_wait(now, delay_s))
         if wait > self.settings.hold_max_s:
             if probe:
                 self.circuit.abandon()
@@ -130,20 +131,25 @@ class EndpointGate:
         self.waiting += 1
         return Admission(wait_s=rate_wait, reserved=reserved, probe=probe)
 
-    def _queue_wait(self, now: float) -> float:
-        return self._wait_behind(self.in_flight + self.waiting + 1 - self.concurrency.cap, now)
+    def _queue_wait(self, now: float, delay_s: float) -> float:
+        ahead = self.in_flight + self.waiting + 1 - self.concurrency.cap
+        return self._wait_behind(ahead, now, delay_s)
 
-    def _wait_behind(self, ahead: int, now: float) -> float:
-        """Seconds until `ahead` more deliveries have started."""
+    def _wait_behind(self, ahead: int, now: float, delay_s: float) -> float:
+        """Seconds until `ahead` more deliveries have started, on the endpoint's own
+        time: its latency and its oldest request's age, less the worker's delay in
+        both (a busy worker makes every endpoint look slow, and parking would only
+        add work to it; decision 024)."""
         if ahead <= 0:
             return 0.0
         latency_s = (self.window.baseline_ms or COLD_LATENCY_S * 1000) / 1000
         if self._starts:
             age_s = min(now - self._starts[0], self.settings.request_timeout_s)
             latency_s = max(latency_s, age_s)
+        latency_s = max(latency_s - delay_s, COLD_LATENCY_S)
         return ahead * latency_s / self.concurrency.cap
 
-    def overdue(self, now: float, position: int) -> bool:
+    def overdue(self, now: float, position: int, *, delay_s: float = 0.0) -> bool:
         """A delivery has waited `hold_max_s` for a slot, `position` others ahead of it in
         the queue: True when what the endpoint shows now (its latency, its oldest
         request in flight) says its turn is still more than `hold_max_s` away.
@@ -151,7 +157,7 @@ class EndpointGate:
         A delivery that waits because the worker is busy, not the endpoint, is not
         overdue: parking it would only add work where there is too much already."""
         ahead = self.in_flight - self.concurrency.cap + position + 1
-        return self._wait_behind(ahead, now) > self.settings.hold_max_s
+        return self._wait_behind(ahead, now, delay_s) > self.settings.hold_max_s
 
     def can_start(self) -> bool:
         """A concurrency slot is free."""
@@ -197,14 +203,14 @@ class EndpointGate:
         if probe:
             self.circuit.abandon()
 
-    def evicted(self, now: float, *, probe: bool = False) -> float:
+    def evicted(self, now: float, *, probe: bool = False, delay_s: float = 0.0) -> float:
         """An admitted delivery is `overdue`: it is parked instead. Returns when it is
         due (its expected turn, at least the hold)."""
         self.waiting -= 1
         self.parked += 1
         if probe:
             self.circuit.abandon()
-        return max(self.settings.hold_max_s, self._queue_wait(now))
+        return max(self.settings.hold_max_s, self._queue_wait(now, delay_s))
 
     # -- settle ------------------------------------------------------------
 
