@@ -53,25 +53,29 @@ class OpsEvents:
         self, task: DeliveryTask, endpoint: Endpoint | None, reason: str
     ) -> None:
         """A message used its last attempt and went to the dead letters."""
-        if endpoint is not None and endpoint.operational:
-            return
-        data = {
-            "message_id": task.message_id,
-            "event_id": task.event_id,
-            "event_type": task.event_type,
-            "endpoint_id": task.endpoint_id,
-            "attempts": task.attempt,
-            "reason": reason,
-        }
-        event_id = message_id_for(f"exhausted:{task.message_id}", task.endpoint_id)
-        await self._publish(
-            event_id, ATTEMPTS_EXHAUSTED, task.tenant, task.endpoint_id, system_clock(), data
+        await self._message_event(
+            ATTEMPTS_EXHAUSTED, "exhausted", task, endpoint, reason, attempts=task.attempt
         )
 
     async def order_broken(
         self, task: DeliveryTask, endpoint: Endpoint | None, reason: str
     ) -> None:
         """An ordered endpoint's subject moved on past a message that was not delivered."""
+        await self._message_event(
+            ORDER_BROKEN, "order-broken", task, endpoint, reason, subject=task.subject
+        )
+
+    async def _message_event(
+        self,
+        kind: str,
+        once_per: str,
+        task: DeliveryTask,
+        endpoint: Endpoint | None,
+        reason: str,
+        **extra: Any,
+    ) -> None:
+        """One event about one message, at most once per (`once_per`, message); none
+        about an operational endpoint's own messages."""
         if endpoint is not None and endpoint.operational:
             return
         data = {
@@ -79,13 +83,11 @@ class OpsEvents:
             "event_id": task.event_id,
             "event_type": task.event_type,
             "endpoint_id": task.endpoint_id,
-            "subject": task.subject,
+            **extra,
             "reason": reason,
         }
-        event_id = message_id_for(f"order-broken:{task.message_id}", task.endpoint_id)
-        await self._publish(
-            event_id, ORDER_BROKEN, task.tenant, task.endpoint_id, system_clock(), data
-        )
+        event_id = message_id_for(f"{once_per}:{task.message_id}", task.endpoint_id)
+        await self._publish(event_id, kind, task.tenant, task.endpoint_id, system_clock(), data)
 
     async def _publish(
         self, event_id: str, kind: str, tenant: str, subject: str, now: float, data: dict[str, Any]
