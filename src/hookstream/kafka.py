@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import ConsumerRecord
 
 from hookstream import __version__
@@ -21,11 +22,32 @@ from hookstream.kafka_security import security_options
 log = logging.getLogger(__name__)
 
 
+class KeyedPartitioner:
+    """aiokafka's default partitioner (murmur2, as the Java client), with each key's
+    hash remembered: the hot path's keys are endpoint ids, few and repeated, and
+    aiokafka's murmur2 is pure Python (decision 025)."""
+
+    def __init__(self, max_keys: int = 65_536) -> None:
+        self._max_keys = max_keys  # forgotten all at once past this: event ids never repeat
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
+        found = self._hashes.get(key)
+        if found is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            found = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[found % len(all_partitions)]
+
+
 def producer_options(settings: Settings, *, client_id: str) -> dict[str, Any]:
     """aiokafka producer keyword arguments: acks=all, linger, idempotence by setting."""
     return {
         "bootstrap_servers": settings.bootstrap,
         "client_id": f"hookstream-{__version__}-{client_id}",
+        "partitioner": KeyedPartitioner(),
         "acks": "all",
         "linger_ms": settings.producer_linger_ms,
         "enable_idempotence": settings.producer_idempotence,

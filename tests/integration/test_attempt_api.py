@@ -8,16 +8,18 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 
 from hookstream.api import create_app
 from hookstream.config import Settings
-from hookstream.consumers.attempt_index import score
+from hookstream.consumers.attempt_index import KEEP_PER_ENDPOINT, MESSAGE_TTL_S, AttemptIndex, score
 from hookstream.consumers.worker import Worker
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
 from hookstream.redis_keys import RedisKeys
-from hookstream.topics import ensure_topics
+from hookstream.topics import TopicNames, ensure_topics
 from tests.conftest import AUTH, EndpointFactory, SinkFactory, eventually
 
 pytestmark = pytest.mark.integration
@@ -186,3 +188,85 @@ async def test_a_routed_message_is_pending_until_its_first_attempt_ends(
     assert states.index("pending") < states.index("retrying")
     final = await (await client.get(url, headers=AUTH)).json()
     assert final["endpoint_id"] == endpoint.id
+
+
+def _record(
+    topic: str, offset: int, value: bytes | None, headers: Any = ()
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic, 0, offset, 1_700_000_000_000 + offset, 0, None, value, None, 0, 0, list(headers)
+    )
+
+
+async def test_one_index_call_writes_routed_messages_and_attempts_and_trims(
+    settings: Settings,
+) -> None:
+    # The index's script, against Valkey: routed hashes (first routed_at kept),
+    # both sorted sets, their TTLs, the newest KEEP_PER_ENDPOINT per endpoint,
+    # a poison delivery record skipped, and a second write of the same batch a no-op.
+    names = TopicNames(settings)
+    redis = Redis.from_url(settings.redis_url)
+    keys = RedisKeys(settings)
+    index = AttemptIndex(settings, redis)
+    routed = [
+        _record(
+            names.deliveries,
+            i,
+            b"{}",
+            [("message_id", f"msg_{i}".encode()), ("event_id", b"ev"), ("endpoint_id", b"ep_a")],
+        )
+        for i in range(3)
+    ]
+    poison = _record(names.deliveries, 3, b"{}", [("message_id", b"\xff")])
+    attempts = [
+        _record(
+            names.attempts,
+            i,
+            orjson.dumps(
+                {
+                    "endpoint_id": "ep_a" if i % 2 else "ep_b",
+                    "message_id": f"msg_{i % 5}",
+                    "started_at": 1_700_000_000 + i / 1000,
+                    "attempt": i,
+                }
+            ),
+        )
+        for i in range(2 * KEEP_PER_ENDPOINT + 10)
+    ]
+    batch = {
+        TopicPartition(names.deliveries, 0): [*routed, poison],
+        TopicPartition(names.attempts, 0): attempts,
+    }
+    try:
+        assert await index.write(batch) == len(attempts)
+        assert await index.write(batch) == len(attempts)  # idempotent
+        first = await redis.hgetall(keys.routed("msg_0"))
+        assert first == {b"routed_at": b"1700000000.0", b"event_id": b"ev", b"endpoint_id": b"ep_a"}
+        later = {
+            TopicPartition(names.deliveries, 0): [
+                _record(
+                    names.deliveries,
+                    9,
+                    b"{}",
+                    [("message_id", b"msg_0"), ("event_id", b"ev"), ("endpoint_id", b"ep_a")],
+                )
+            ]
+        }
+        await index.write(later)
+        assert (await redis.hget(keys.routed("msg_0"), "routed_at")) == b"1700000000.0"
+        assert 0 < await redis.ttl(keys.routed("msg_2")) <= MESSAGE_TTL_S
+        for endpoint in ("ep_a", "ep_b"):
+            rows: list[Any] = await redis.zrange(
+                keys.endpoint_attempts(endpoint), 0, -1, withscores=True
+            )
+            assert len(rows) == KEEP_PER_ENDPOINT
+            newest = [orjson.loads(m)["attempt"] for m, _ in rows]
+            parity = 1 if endpoint == "ep_a" else 0
+            expected = [i for i in range(len(attempts)) if i % 2 == parity][-KEEP_PER_ENDPOINT:]
+            assert newest == expected
+            assert [s for _, s in rows] == [score(orjson.loads(m)) for m, _ in rows]
+        message = await redis.zrange(keys.message_attempts("msg_1"), 0, -1)
+        assert len(message) == len(range(1, len(attempts), 5))
+        assert 0 < await redis.ttl(keys.message_attempts("msg_1")) <= MESSAGE_TTL_S
+    finally:
+        await redis.aclose()

@@ -87,3 +87,58 @@ async def test_a_slot_freed_as_the_hold_ends_is_not_lost() -> None:
     assert gate.in_flight == started - 1
     assert gate.in_flight <= 2
     assert gate.can_start() == (gate.in_flight < 2)
+
+
+def _never_overdue(gates: EndpointGates) -> None:
+    gate = gates.gate(ENDPOINT)
+    gate.overdue = lambda *_, **__: False  # type: ignore[method-assign]
+
+
+async def test_a_waiter_asked_again_after_the_hold_keeps_its_place() -> None:
+    gates = _gates(hold_s=0.02)
+    _never_overdue(gates)
+    tasks = await _enter_all(gates, 5)
+    await asyncio.sleep(0.15)  # every waiter was asked again several times
+    assert [t.done() for t in tasks] == [True, True, False, False, False]
+    for turn in (2, 3, 4):
+        gates.leave(tasks[turn - 2].result(), OK)
+        await asyncio.wait_for(asyncio.shield(tasks[turn]), timeout=5)
+        assert [t.done() for t in tasks[turn + 1 :]] == [False] * (4 - turn)
+    gate = gates.get(ENDPOINT.id)
+    assert gate is not None
+    assert (gate.in_flight, gate.waiting) == (2, 0)
+
+
+async def test_a_slot_handed_to_a_waiter_just_asked_again_is_taken() -> None:
+    # Its hold ran out and a slot freed before it ran again: it must take the
+    # slot, not lose it to the nudge, and the next waiter must not get it too.
+    gates = _gates(hold_s=5.0)
+    _never_overdue(gates)
+    tasks = await _enter_all(gates, 4)
+    await asyncio.sleep(0.01)
+    first_waiter = gates._waiters[ENDPOINT.id][0]
+    first_waiter.future.set_result(None)  # its hold timer fired
+    gates.leave(tasks[0].result(), OK)  # and a slot freed in the same turn
+    entry = await asyncio.wait_for(tasks[2], timeout=5)
+    assert entry.park_s is None
+    await asyncio.sleep(0.01)
+    assert not tasks[3].done()
+    gate = gates.get(ENDPOINT.id)
+    assert gate is not None
+    assert (gate.in_flight, gate.waiting) == (2, 1)
+    tasks[3].cancel()
+    await asyncio.gather(tasks[3], return_exceptions=True)
+
+
+async def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_goes_to_the_next() -> None:
+    gates = _gates(hold_s=5.0)
+    tasks = await _enter_all(gates, 4)
+    await asyncio.sleep(0.01)
+    gates.leave(tasks[0].result(), OK)  # handed to tasks[2] ...
+    tasks[2].cancel()  # ... which is cancelled before it takes it
+    await asyncio.gather(tasks[2], return_exceptions=True)
+    entry = await asyncio.wait_for(tasks[3], timeout=5)
+    assert entry.park_s is None
+    gate = gates.get(ENDPOINT.id)
+    assert gate is not None
+    assert (gate.in_flight, gate.waiting) == (2, 0)

@@ -98,6 +98,7 @@ class Courier:
         # A webhook body is an event plus a small envelope; anything far past
         # the event limit was not written by the router.
         self._max_body_bytes = settings.max_event_bytes + 64 * 1024
+        self._retry_policy = settings.retry_policy  # parsed once, not per attempt
         self._keys: dict[str, tuple[bytes, ...]] = {}
         self.dropped = 0  # unreadable records and deliveries to deleted endpoints
 
@@ -189,9 +190,7 @@ class Courier:
         started_at = self._clock()
         result = await self._sender.send(self._sign(task, endpoint))
         self.gates.leave(entry, result)
-        policy = self._settings.retry_policy.for_endpoint(
-            endpoint.retry_policy, endpoint.max_attempts
-        )
+        policy = self._retry_policy.for_endpoint(endpoint.retry_policy, endpoint.max_attempts)
         settled = settle(task, result, policy, entry.gate, self._clock(), self._rng)
         return await self._act(task, result, settled, started_at)
 

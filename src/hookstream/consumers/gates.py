@@ -58,7 +58,7 @@ class EndpointGates:
         self._partition: dict[str, TopicPartition] = {}
         self._disabled: dict[str, bool] = {}
         self._versions: dict[str, str] = {}  # updated_at of the config each gate follows
-        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, deque[_Waiter]] = {}
         self._seeds: dict[str, float] = {}  # failing-since times of endpoints not owned here
         self._dirty: set[str] = set()
 
@@ -191,21 +191,28 @@ class EndpointGates:
         loop = asyncio.get_running_loop()
         while True:
             waiters = self._waiters.setdefault(gate.endpoint_id, deque())
-            future: asyncio.Future[None] = loop.create_future()
-            waiters.append(future)
+            waiter = _Waiter(loop.create_future())
+            waiters.append(waiter)
             try:
-                while not future.done():
-                    await asyncio.wait((future,), timeout=hold_s)
-                    if not future.done() and gate.overdue(
-                        self._clock(), waiters.index(future), delay_s=self._delay_s()
-                    ):
-                        waiters.remove(future)
-                        future.cancel()
+                while not waiter.handed:
+                    # One timer per wait, not asyncio.wait's set, callback and timer:
+                    # most deliveries at a busy endpoint wait here (decision 025).
+                    timer = loop.call_later(hold_s, _nudge, waiter.future)
+                    try:
+                        await waiter.future
+                    finally:
+                        timer.cancel()
+                    if waiter.handed:
+                        break
+                    if gate.overdue(self._clock(), waiters.index(waiter), delay_s=self._delay_s()):
+                        waiters.remove(waiter)
                         self._wake(gate)
                         return False
+                    waiter.future = loop.create_future()
             except asyncio.CancelledError:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(future)
+                if not waiter.handed:
+                    with contextlib.suppress(ValueError):
+                        waiters.remove(waiter)
                 self._wake(gate)  # a slot handed to this waiter goes to the next
                 raise
             if gate.can_start():
@@ -220,12 +227,28 @@ class EndpointGates:
         waiters = self._waiters.get(gate.endpoint_id)
         free = gate.concurrency.cap - gate.in_flight
         while waiters and free > 0:
-            future = waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                free -= 1
+            waiter = waiters.popleft()
+            waiter.handed = True
+            if not waiter.future.done():
+                waiter.future.set_result(None)  # else nudged: it sees `handed` when it runs
+            free -= 1
         if waiters is not None and not waiters:
             del self._waiters[gate.endpoint_id]
+
+
+class _Waiter:
+    """One delivery waiting for a concurrency slot, in its endpoint's queue."""
+
+    __slots__ = ("future", "handed")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future  # done when handed a slot, or nudged to ask `overdue`
+        self.handed = False  # a slot was handed to it
+
+
+def _nudge(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _epoch(timestamp: str) -> float:
