@@ -6,12 +6,15 @@ so that its secret verifies, and never an event of another tenant.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sys
 import time
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
@@ -161,5 +164,67 @@ async def test_a_delivery_routed_elsewhere_for_an_endpoint_this_worker_has_not_r
         await eventually(lambda: event.id in sink.event_ids(), timeout=30)
         assert worker.courier is not None
         assert worker.courier.dropped == 0
+    finally:
+        await worker.stop()
+
+
+class _FailingAcks:
+    """The router's producer, whose first `fail` sends are not acknowledged."""
+
+    def __init__(self, producer: AIOKafkaProducer, fail: int) -> None:
+        self._producer = producer
+        self.fail = fail
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail > 0:
+            self.fail -= 1
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(KafkaTimeoutError())
+            return future
+        return await self._producer.send(*args, **kwargs)
+
+
+async def test_a_batch_not_acknowledged_is_routed_again_and_nothing_is_lost(
+    fast: Settings,
+    sink_factory: SinkFactory,
+    endpoint_factory: EndpointFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The first batch's acknowledgements fail: it is routed again after
+    # RETRY_AFTER_S (same message ids), every event arrives, and the router's
+    # commits reach the end of every partition.
+    settings = fast.replace(router_batch_records=40)
+    sink = await sink_factory()
+    await endpoint_factory(sink.url, "acme", ["*"])
+    worker = Worker(settings)
+    await worker.start()
+    router = worker.router
+    failing = _FailingAcks(router._producer, fail=15)
+    router._producer = failing
+    try:
+        async with EventPublisher(settings) as publisher:
+            ids = await publisher.publish_many(
+                {"type": "order.paid", "tenant": "acme", "data": {"i": i}} for i in range(400)
+            )
+        await eventually(
+            lambda: sink.event_ids() == set(ids),
+            timeout=90,
+            message=lambda: f"{len(set(ids) - sink.event_ids())} of 400 never delivered",
+        )
+        assert failing.fail == 0
+        assert "delivery records not acknowledged; routing the batch again" in caplog.text
+        names = TopicNames(settings)
+        group = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=names.router_group)
+        await group.start()
+        try:
+            tps = [TopicPartition(names.events, p) for p in range(settings.partitions)]
+
+            async def committed_to_end() -> bool:
+                # 400 records at offsets from 0, no transactions: 400 past them all.
+                return sum([await group.committed(tp) or 0 for tp in tps]) == 400
+
+            await eventually(committed_to_end, timeout=30, interval=0.5, message="commits lag")
+        finally:
+            await group.stop()
     finally:
         await worker.stop()
