@@ -9,7 +9,11 @@ API keys (catalog.py).
 `barrier(ts)` gives a causal guarantee: a write acknowledged before `ts` is
 visible after the call. When the view was last confirmed complete before that
 moment, it asks the broker for the log end offset and reads up to it.
-Concurrent callers share one such round trip.
+Concurrent callers share one such round trip. It goes through a client of its
+own: a broker answers one connection's requests in order, and holds the tail's
+fetch on the idle topic for `fetch_max_wait_ms`, so on the tail's connection
+every barrier waited behind that fetch (docs/performance.md, "The barrier's
+own connection").
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class CompactedView:
         self._writable = writable
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None  # log-end requests only, never fetches
         self._producer: AIOKafkaProducer | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._position = 0
@@ -71,6 +76,11 @@ class CompactedView:
         consumer.assign([self._tp])
         await consumer.seek_to_beginning(self._tp)
         self._position = await consumer.position(self._tp)
+        self._ends = AIOKafkaConsumer(
+            **consumer_options(self._settings, client_id=f"{self._client_id}-ends"),
+            group_id=None,
+        )
+        await self._ends.start()
         if self._writable:
             self._producer = AIOKafkaProducer(
                 **producer_options(self._settings, client_id=self._client_id)
@@ -88,8 +98,9 @@ class CompactedView:
                 await self._tail_task
         if self._producer is not None:
             await self._producer.stop()
-        if self._consumer is not None:
-            await stop_client(self._consumer)
+        for client in (self._ends, self._consumer):
+            if client is not None:
+                await stop_client(client)
 
     @property
     def failure(self) -> BaseException | None:
@@ -133,9 +144,9 @@ class CompactedView:
     # -- internals -----------------------------------------------------------
 
     async def _sync_once(self) -> None:
-        assert self._consumer is not None
+        assert self._ends is not None
         started = self._clock()
-        end = (await self._consumer.end_offsets([self._tp]))[self._tp]
+        end = (await self._ends.end_offsets([self._tp]))[self._tp]
         await self._wait_position(end)
         self._synced_at = max(self._synced_at, started)
 
