@@ -76,6 +76,13 @@ class ResponseTooLarge(DeliveryError):
     error_class = "response_too_large"
 
 
+class RequestRefused(DeliveryError):
+    """The request could not be written as it stands (a header with a line break)."""
+
+    retriable = False
+    error_class = "request_refused"
+
+
 class DestinationForbidden(DeliveryError):
     """The endpoint resolves to an address this deployment refuses to call (SSRF guard)."""
 

@@ -9,8 +9,6 @@ that does not speak the cluster's security gets nothing.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -20,10 +18,6 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
@@ -33,60 +27,13 @@ from hookstream.kafka import producer_options
 from hookstream.producers import EventPublisher
 from hookstream.topics import ensure_topics
 from hookstream.views.registry import EndpointRegistry
+from tests.certificates import certificates
 from tests.conftest import SinkFactory, endpoints_in, eventually, settings_for
 from tests.kafka_proxy import KafkaProxy
 
 pytestmark = pytest.mark.integration
 
 USERS = {"hookstream": "s3cret-pass-word"}
-
-
-def _certificates(directory: Path) -> dict[str, Path]:
-    """A CA, and a certificate for 127.0.0.1 signed by it; PEM files in `directory`."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hookstream test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = {
-        "ca": directory / "ca.pem",
-        "cert": directory / "broker.pem",
-        "key": directory / "broker.key",
-    }
-    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files["key"].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
 
 
 Secured = Callable[..., Any]
@@ -98,7 +45,7 @@ async def secured(stack: EmbeddedStack, tmp_path: Path) -> AsyncIterator[Secured
     brokers: list[subprocess.Popen[bytes]] = []
     proxies: list[KafkaProxy] = []
     logs: list[Any] = []
-    files = _certificates(tmp_path)
+    files = certificates(tmp_path)
 
     async def start(*, tls: bool, sasl: bool, **security: str) -> tuple[Settings, KafkaProxy]:
         broker_port, proxy_port = free_port(), free_port()

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 
-import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -36,7 +35,7 @@ from hookstream.consumers.retry_tiers import RetryTiers
 from hookstream.consumers.router import Router
 from hookstream.consumers.sequencer import Sequencer
 from hookstream.consumers.worker_http import serve
-from hookstream.egress import build_sender
+from hookstream.egress import ConnectionPool, build_sender
 from hookstream.kafka import producer_options
 from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
@@ -60,7 +59,7 @@ class Worker:
         # Event types, for the router's schema check on every event (read only).
         self.catalog = Catalog(settings)
         self.router = Router(settings, self.registry, self.catalog, self.metrics)
-        self._session: aiohttp.ClientSession | None = None
+        self._session: ConnectionPool | None = None
         self._producer: AIOKafkaProducer | None = None
         self.dispatcher: Dispatcher | None = None
         self._redis: Redis | None = None

@@ -1,14 +1,21 @@
-"""The HTTP seam: `send(request) -> AttemptResult`, over an injected aiohttp session.
+"""The HTTP seam: `send(request) -> AttemptResult`, over a pool of keep-alive connections.
 
 Delivery code does not know more about the destination than this. Every
 attempt takes the endpoint URL through `engine.destinations.destination`, the
-canonical form the SSRF check judged, and hands aiohttp that URL object, so
-the host checked is the host connected to.
+canonical form the SSRF check judged, and connects to exactly that host: an
+IP literal as it is, a name only at the addresses the guarded resolver kept.
+
+The wire is our own small HTTP/1.1 client (`pool.py`, `connection.py`, llhttp
+for parsing) rather than aiohttp's: a webhook is one POST of a body already
+in memory, and aiohttp's general client cost the worker more CPU per attempt
+than everything else the attempt does (decision 029).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping
 
 import aiohttp
 import yarl
@@ -16,17 +23,16 @@ from aiohttp.abc import AbstractResolver
 
 from hookstream import __version__
 from hookstream.config import Settings
+from hookstream.egress.pool import ConnectionPool, origin_of
 from hookstream.egress.resolver import GuardedResolver
 from hookstream.engine.destinations import EgressPolicy, destination
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest
 from hookstream.errors import (
     DeliveryError,
     DestinationForbidden,
-    EndpointConnectionError,
     EndpointTimeout,
-    EndpointUnreachable,
     InvalidInput,
-    ResponseTooLarge,
+    RequestRefused,
 )
 
 USER_AGENT = f"hookstream/{__version__}"
@@ -42,14 +48,14 @@ class HttpSender:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        pool: ConnectionPool,
         *,
         timeout_s: float,
         excerpt_bytes: int,
         policy: EgressPolicy,
     ) -> None:
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._pool = pool
+        self._timeout_s = timeout_s
         self._excerpt_bytes = excerpt_bytes
         self._policy = policy
 
@@ -58,37 +64,31 @@ class HttpSender:
         started = time.perf_counter()
         try:
             target = _target(request.url, self._policy)
-            async with self._session.post(
-                target,
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as response:
-                if (response.content_length or 0) > DRAIN_LIMIT_BYTES:
-                    raise _too_large()
-                excerpt = await response.content.read(self._excerpt_bytes)
-                if not await _drain(response.content, len(excerpt)):
-                    raise _too_large()
-                abort = response.headers.get("webhook-delivery", "").lower() == "abort-message"
-                return AttemptResult(
-                    status=response.status,
-                    duration_ms=_ms_since(started),
-                    excerpt=excerpt,
-                    abort_requested=abort,
-                    retry_after=response.headers.get("Retry-After"),
-                )
-        except TimeoutError as exc:
-            error: DeliveryError = EndpointTimeout(str(exc) or "timed out")
-        except (DestinationForbidden, ResponseTooLarge) as exc:
+            origin = origin_of(target)
+            head = _head(target, request.headers, len(request.body))
+            async with asyncio.timeout(self._timeout_s):  # the whole attempt, connect included
+                connection = await self._pool.acquire(origin)
+                try:
+                    reply = await connection.request(head, request.body, self._excerpt_bytes)
+                except BaseException:
+                    connection.abort()  # mid-request: never reused
+                    raise
+                finally:
+                    self._pool.release(origin, connection)
+        except TimeoutError:
+            error: DeliveryError = EndpointTimeout(f"no reply within {self._timeout_s} s")
+        except DeliveryError as exc:
             error = exc
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, DestinationForbidden):
-                error = exc.os_error
-            else:
-                error = EndpointUnreachable(str(exc))
-        except aiohttp.ClientError as exc:
-            error = EndpointConnectionError(f"{type(exc).__name__}: {exc}")
+        else:
+            delivery = reply.headers.get(b"webhook-delivery", b"")
+            retry_after = reply.headers.get(b"retry-after")
+            return AttemptResult(
+                status=reply.status,
+                duration_ms=_ms_since(started),
+                excerpt=reply.excerpt,
+                abort_requested=delivery.lower() == b"abort-message",
+                retry_after=None if retry_after is None else retry_after.decode("latin-1"),
+            )
         return AttemptResult(
             status=None,
             duration_ms=_ms_since(started),
@@ -100,13 +100,13 @@ class HttpSender:
 
 # Reading the rest of a normal reply keeps the keep-alive connection reusable and
 # turns a reply cut off mid-body into a connection error instead of a success.
-# Past this many bytes the attempt fails and the connection is dropped unread
-# (it is closed on exit), so memory per attempt stays bounded.
+# Past this many bytes the attempt fails and the connection is dropped unread,
+# so memory per attempt stays bounded.
 DRAIN_LIMIT_BYTES = 1024 * 1024
 
 
 def _target(url: str, policy: EgressPolicy) -> yarl.URL:
-    """The checked URL object to connect to. aiohttp connects to an IP-literal host
+    """The checked URL object to connect to. An IP-literal host is connected to
     without asking the resolver, so the literal is judged here, on every attempt."""
     try:
         return destination(url, policy).url
@@ -114,60 +114,57 @@ def _target(url: str, policy: EgressPolicy) -> yarl.URL:
         raise DestinationForbidden("; ".join(p.message for p in exc.problems)) from None
 
 
-def _too_large() -> ResponseTooLarge:
-    return ResponseTooLarge(f"reply body longer than {DRAIN_LIMIT_BYTES} bytes")
+def _head(url: yarl.URL, headers: Mapping[str, str], length: int) -> bytes:
+    """The request line and headers of one POST, ready for the wire.
 
-
-async def _drain(content: aiohttp.StreamReader, already: int) -> bool:
-    """Read the reply to its end; False if it runs past DRAIN_LIMIT_BYTES."""
-    total = already
-    while True:
-        chunk = await content.read(64 * 1024)
-        if not chunk:
-            return True
-        total += len(chunk)
-        if total > DRAIN_LIMIT_BYTES:
-            return False
+    A header that would split the request (CR or LF) refuses the attempt: custom
+    headers are checked at registration, so one here never came through the API."""
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if not url.is_default_port():
+        host = f"{host}:{url.port}"
+    lines = [f"POST {url.raw_path_qs or '/'} HTTP/1.1\r\nHost: {host}"]
+    user_agent = False
+    for name, value in headers.items():
+        user_agent = user_agent or name.lower() == "user-agent"
+        lines.append(f"{name}: {value}")
+    if not user_agent:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    lines.append(f"Content-Length: {length}\r\n\r\n")
+    text = "\r\n".join(lines)
+    breaks = len(lines) + 2  # the ones written above; any other splits the request
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\0" in text:
+        raise RequestRefused("a header holds a line break")
+    return text.encode()
 
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def build_session(
-    settings: Settings, resolver: AbstractResolver | None = None
-) -> aiohttp.ClientSession:
-    """The one session deliveries share; the caller closes it.
+def build_session(settings: Settings, resolver: AbstractResolver | None = None) -> ConnectionPool:
+    """The one pool of connections deliveries share; the caller closes it.
 
-    Keep-alive with a per-host connection cap, a DNS cache, the SSRF-guarded
-    resolver (`resolver` replaces the system one under the guard, for tests),
-    no cookie jar (receivers must not set state), and no automatic
-    decompression (only an excerpt of the reply is kept).
+    Keep-alive with a per-host connection cap, a DNS cache, and the SSRF-guarded
+    resolver (`resolver` replaces the system one under the guard, for tests).
     """
-    connector = aiohttp.TCPConnector(
-        limit=settings.in_flight,
+    return ConnectionPool(
+        GuardedResolver(resolver or aiohttp.DefaultResolver(), settings.egress),
         limit_per_host=settings.http_connections_per_host,
-        ttl_dns_cache=60,
-        resolver=GuardedResolver(resolver or aiohttp.DefaultResolver(), settings.egress),
-        enable_cleanup_closed=True,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        headers={"User-Agent": USER_AGENT},
+        limit_bytes=DRAIN_LIMIT_BYTES,
     )
 
 
 def build_sender(
     settings: Settings, resolver: AbstractResolver | None = None
-) -> tuple[HttpSender, aiohttp.ClientSession]:
-    """The sender the worker and the API use, and its session (the caller closes it)."""
-    session = build_session(settings, resolver)
+) -> tuple[HttpSender, ConnectionPool]:
+    """The sender the worker and the API use, and its pool (the caller closes it)."""
+    pool = build_session(settings, resolver)
     sender = HttpSender(
-        session,
+        pool,
         timeout_s=settings.http_timeout_s,
         excerpt_bytes=settings.response_excerpt_bytes,
         policy=settings.egress,
     )
-    return sender, session
+    return sender, pool
