@@ -18,6 +18,7 @@ from hookstream.consumers.attempt_index import KEEP_PER_ENDPOINT, MESSAGE_TTL_S,
 from hookstream.consumers.worker import Worker
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
+from hookstream.producers.routed import ROUTED_HEADER
 from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames, ensure_topics
 from tests.conftest import AUTH, EndpointFactory, SinkFactory, eventually
@@ -190,6 +191,13 @@ async def test_a_routed_message_is_pending_until_its_first_attempt_ends(
     assert final["endpoint_id"] == endpoint.id
 
 
+def _notice(
+    topic: str, offset: int, routed: list[tuple[str, str, str]], at: float
+) -> ConsumerRecord[bytes, bytes]:
+    value = orjson.dumps({"routed": routed, "at": at})
+    return _record(topic, offset, value, [ROUTED_HEADER])
+
+
 def _record(
     topic: str, offset: int, value: bytes | None, headers: Any = ()
 ) -> ConsumerRecord[bytes, bytes]:
@@ -201,23 +209,15 @@ def _record(
 async def test_one_index_call_writes_routed_messages_and_attempts_and_trims(
     settings: Settings,
 ) -> None:
-    # The index's script, against Valkey: routed hashes (first routed_at kept),
-    # both sorted sets, their TTLs, the newest KEEP_PER_ENDPOINT per endpoint,
-    # a poison delivery record skipped, and a second write of the same batch a no-op.
+    # The index's script, against Valkey: routed hashes from routed notices (first
+    # routed_at kept), both sorted sets, their TTLs, the newest KEEP_PER_ENDPOINT per
+    # endpoint, an unreadable notice skipped, and a second write of the same batch a no-op.
     names = TopicNames(settings)
     redis = Redis.from_url(settings.redis_url)
     keys = RedisKeys(settings)
     index = AttemptIndex(settings, redis)
-    routed = [
-        _record(
-            names.deliveries,
-            i,
-            b"{}",
-            [("message_id", f"msg_{i}".encode()), ("event_id", b"ev"), ("endpoint_id", b"ep_a")],
-        )
-        for i in range(3)
-    ]
-    poison = _record(names.deliveries, 3, b"{}", [("message_id", b"\xff")])
+    routed = _notice(names.attempts, 0, [(f"msg_{i}", "ev", "ep_a") for i in range(3)], 1.7e9)
+    poison = _record(names.attempts, 1, b'{"routed": 7}', [ROUTED_HEADER])
     attempts = [
         _record(
             names.attempts,
@@ -234,7 +234,7 @@ async def test_one_index_call_writes_routed_messages_and_attempts_and_trims(
         for i in range(2 * KEEP_PER_ENDPOINT + 10)
     ]
     batch = {
-        TopicPartition(names.deliveries, 0): [*routed, poison],
+        TopicPartition(names.attempts, 1): [routed, poison],
         TopicPartition(names.attempts, 0): attempts,
     }
     try:
@@ -243,13 +243,8 @@ async def test_one_index_call_writes_routed_messages_and_attempts_and_trims(
         first = await redis.hgetall(keys.routed("msg_0"))
         assert first == {b"routed_at": b"1700000000.0", b"event_id": b"ev", b"endpoint_id": b"ep_a"}
         later = {
-            TopicPartition(names.deliveries, 0): [
-                _record(
-                    names.deliveries,
-                    9,
-                    b"{}",
-                    [("message_id", b"msg_0"), ("event_id", b"ev"), ("endpoint_id", b"ep_a")],
-                )
+            TopicPartition(names.attempts, 1): [
+                _notice(names.attempts, 9, [("msg_0", "ev", "ep_a")], 1.8e9)
             ]
         }
         await index.write(later)

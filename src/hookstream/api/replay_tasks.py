@@ -39,6 +39,7 @@ from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.matching import EndpointIndex, compile_globs
 from hookstream.engine.replay import ReplaySpec
 from hookstream.engine.source import RecordMapper
+from hookstream.producers.routed import RoutedNotices
 from hookstream.stacks import cancel_until_done
 from hookstream.topics import TopicNames
 from hookstream.views.catalog import Catalog
@@ -137,7 +138,7 @@ class ReplayTasks(BackgroundTasks):
         self, task_id: str, spec: ReplaySpec, positions: dict[str, int], count: int
     ) -> None:
         stats = ReadStats()
-        sent = Progress(count, dict(positions))
+        sent = Progress(count, dict(positions), RoutedNotices(self._producer, self._names.attempts))
         try:
             await self._replay(task_id, spec, stats, sent)
         except asyncio.CancelledError:  # this process stops: the replay goes on elsewhere
@@ -181,6 +182,7 @@ class ReplayTasks(BackgroundTasks):
                         headers=task.headers(),
                     )
                     sent.pending.append(ack)
+                    sent.notices.add(task)
                     sent.count += 1
                     await pace.step()
                 sent.next_positions[logged.where] = logged.offset + 1
@@ -199,6 +201,7 @@ class ReplayTasks(BackgroundTasks):
 
     async def _checkpoint(self, task_id: str, stats: ReadStats, sent: Progress) -> None:
         """Once the broker has every record sent so far, save where the replay is."""
+        sent.pending.extend(await sent.notices.send(time.time()))
         await asyncio.gather(*sent.pending)
         sent.pending.clear()
         sent.positions.update(sent.next_positions)
@@ -226,6 +229,7 @@ class Progress:
 
     count: int
     positions: dict[str, int]  # acknowledged: where a resumed replay starts
+    notices: RoutedNotices  # for the attempt index: these messages are pending
     pending: list[Awaitable[Any]] = field(default_factory=list)
     next_positions: dict[str, int] = field(default_factory=dict)  # read, not yet acknowledged
 

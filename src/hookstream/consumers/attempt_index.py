@@ -5,8 +5,9 @@ consumer group, one Redis script call per fetched batch, committed after Redis
 accepted it. A FLUSHALL empties it until new attempts arrive; to rebuild it,
 reset the `<prefix>attempt-index` group's offsets to the earliest.
 
-It also reads the `deliveries` topic (headers only) to know which messages
-were routed, so a message not yet attempted shows as pending.
+Writers of `deliveries` also put routed notices on `attempts` (one record per
+batch, producers/routed.py), so a message not yet attempted shows as pending
+without the index reading every delivery record again (decision 030).
 
 Keys (prefix = topic prefix):
   <prefix>attempts:endpoint:<id>  sorted set, score = started_at in µs, newest 1,000 kept
@@ -16,7 +17,7 @@ Keys (prefix = topic prefix):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from typing import Any
 
 import orjson
@@ -24,8 +25,11 @@ from redis.asyncio import Redis
 
 from hookstream.config import Settings
 from hookstream.consumers.soft_index import Batch, SoftIndex
+from hookstream.producers.routed import ROUTED_HEADER, routed_of
 from hookstream.redis_keys import RedisKeys
 from hookstream.topics import TopicNames
+
+log = logging.getLogger(__name__)
 
 KEEP_PER_ENDPOINT = 1000
 MESSAGE_TTL_S = 7 * 24 * 3600
@@ -69,7 +73,8 @@ def score(attempt: dict[str, Any]) -> int:
 
 
 class AttemptIndex(SoftIndex):
-    """Consumes `attempts` (and `deliveries`' headers) and keeps the Redis index current."""
+    """Consumes `attempts` (attempt records and routed notices) and keeps the Redis
+    index current."""
 
     name = "attempt-index"
 
@@ -78,7 +83,7 @@ class AttemptIndex(SoftIndex):
         super().__init__(
             settings,
             redis,
-            (names.attempts, names.deliveries),
+            (names.attempts,),
             group=f"{settings.topic_prefix}attempt-index",
         )
         self._names = names
@@ -89,21 +94,20 @@ class AttemptIndex(SoftIndex):
         """One script call for the batch's attempts and routed messages."""
         routed: list[Any] = []
         attempts: list[Any] = []
-        for tp, rs in batch.items():
-            if tp.topic == self._names.deliveries:
-                for r in rs:
-                    if message := _routed(r.headers, r.timestamp):
-                        routed += message
-            else:
-                for r in rs:
-                    if r.value:
-                        attempt = orjson.loads(r.value)
-                        attempts += (
-                            attempt["endpoint_id"],
-                            attempt["message_id"],
-                            score(attempt),
-                            orjson.dumps(attempt),
-                        )
+        for rs in batch.values():
+            for r in rs:
+                if not r.value:
+                    continue
+                if r.headers and ROUTED_HEADER in r.headers:
+                    routed += _routed(r.value)
+                    continue
+                attempt = orjson.loads(r.value)
+                attempts += (
+                    attempt["endpoint_id"],
+                    attempt["message_id"],
+                    score(attempt),
+                    r.value,
+                )
         if routed or attempts:
             keys = self._keys
             await self._index(
@@ -121,15 +125,16 @@ class AttemptIndex(SoftIndex):
         return len(attempts) // 4
 
 
-def _routed(headers: Sequence[tuple[str, bytes]], timestamp_ms: int) -> tuple[Any, ...]:
-    """(message_id, event_id, endpoint_id, routed_at) from a delivery record's headers."""
-    found = dict(headers)
+def _routed(value: bytes) -> list[Any]:
+    """(message_id, event_id, endpoint_id, routed_at) × n from a routed notice; nothing
+    from a notice that cannot be read (soft state: the message shows once attempted)."""
     try:
-        return (
-            found["message_id"].decode(),
-            found["event_id"].decode(),
-            found["endpoint_id"].decode(),
-            repr(timestamp_ms / 1000),
-        )
-    except (KeyError, UnicodeDecodeError):
-        return ()  # a poison delivery record: the courier dead-letters it
+        entries, routed_at = routed_of(value)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("unreadable routed notice skipped", extra={"bytes": len(value)})
+        return []
+    at = repr(routed_at)
+    flat: list[Any] = []
+    for message_id, event_id, endpoint_id in entries:
+        flat += (message_id, event_id, endpoint_id, at)
+    return flat

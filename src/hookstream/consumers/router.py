@@ -5,7 +5,8 @@ It reads like what it does: fetch a batch → wait for the registry to hold
 every endpoint write made before the batch's events → route each event
 (tenant, globs, channels, filter) after checking it against its event type's
 schema (the catalog's, as the API checks it) → produce one delivery record per matching
-endpoint, keyed by endpoint id, with a deterministic message id → once the
+endpoint, keyed by endpoint id, with a deterministic message id, and one
+routed notice for the attempt index (producers/routed.py) → once the
 broker has acknowledged every record of the batch, commit the batch's
 offsets. A crash before the commit routes the batch again, with the same
 message ids. A record that is not an event goes to the DLQ with its reason
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TypeAlias
 
@@ -41,6 +43,7 @@ from hookstream.engine.source import RecordMapper
 from hookstream.errors import FieldProblem, InvalidInput
 from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.producers.durable import retriable
+from hookstream.producers.routed import RoutedNotices
 from hookstream.topics import TopicNames
 from hookstream.views.catalog import Catalog
 from hookstream.views.event_log import event_of
@@ -70,6 +73,7 @@ class Router:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
+        self._notices: RoutedNotices | None = None
         self._task: asyncio.Task[None] | None = None
         self._batch: asyncio.Task[None] | None = None  # the batch in hand
         # Acknowledged offsets not yet committed, and the task committing them: the next
@@ -88,6 +92,7 @@ class Router:
         """
         self._producer = producer
         self._dead_letters = dead_letters
+        self._notices = RoutedNotices(producer, self._names.attempts)
         self._consumer = AIOKafkaConsumer(
             **consumer_options(self._settings, client_id="router"),
             group_id=self._names.router_group,
@@ -174,6 +179,8 @@ class Router:
                     # The dispatcher shares this event loop: a whole batch routed in
                     # one go would hold its timers (rate pacing, tier resumes) back.
                     await asyncio.sleep(0)
+        assert self._notices is not None
+        acks.extend(await self._notices.send(time.time()))
         try:
             await asyncio.gather(*acks)
         except KafkaError as exc:
@@ -234,9 +241,12 @@ class Router:
         assert producer is not None
         body = webhook_body(event)
         occurred_at_ms = event.occurred_at_ms
+        notices = self._notices
+        assert notices is not None
         acks = []
         for endpoint in endpoints:
             task = DeliveryTask.for_event(event, endpoint.id, body, occurred_at_ms)
+            notices.add(task)
             acks.append(
                 await producer.send(
                     self._names.deliveries,

@@ -18,6 +18,7 @@ from dataclasses import replace
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from hookstream.producers.routed import RoutedNotices
 from hookstream.topics import TopicNames
 from hookstream.views.dlq_index import DeadLetterIndex, IndexedLetter
 
@@ -73,10 +74,12 @@ async def redrive(
         return
     try:
         sent = []
+        notices = RoutedNotices(producer, names.attempts)
         for letter in letters:
             task = replace(
                 letter.task.unchained(), attempt=1, due_at_ms=0, history=b"[]", reserved=False
             )
+            notices.add(task)
             sent.append(
                 await producer.send(
                     names.deliveries,
@@ -85,6 +88,7 @@ async def redrive(
                     headers=task.headers(),
                 )
             )
+        sent.extend(await notices.send(at))
         await asyncio.gather(*sent)
     except BaseException:
         await asyncio.shield(index.release([letter.id for letter in letters]))
