@@ -23,6 +23,7 @@ from hookstream.consumers.worker import Worker
 from hookstream.embedded import EmbeddedStack
 from hookstream.engine.delivery import message_id_for
 from hookstream.producers import EventPublisher
+from hookstream.producers.routed import ROUTED_HEADER
 from hookstream.topics import TopicNames, ensure_topics
 from hookstream.views.registry import EndpointRegistry
 from tests.conftest import (
@@ -67,10 +68,15 @@ async def test_fail_three_times_then_delivered_on_attempt_4_with_one_webhook_id(
 
     attempts = await read_topic(fast, TopicNames(fast).attempts, 120)
     logged: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    noticed: set[str] = set()  # routed notices share the topic (decision 030)
     for record in attempts:
         body = orjson.loads(record.value)
+        if ROUTED_HEADER in (record.headers or ()):
+            noticed.update(event_id for _, event_id, _ in body["routed"])
+            continue
         logged[body["event_id"]].append((body["attempt"], body["status"], body["outcome"]))
     assert set(logged) == set(ids)
+    assert noticed == set(ids)
     for entries in logged.values():
         assert sorted(entries) == [
             (1, 500, "retry"),
