@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ async def register(settings: Settings, bodies: Iterable[dict[str, Any]]) -> list
     registry = EndpointRegistry(settings, writable=True)
     await registry.start()
     try:
-        endpoints = [new_endpoint(body, DEV_EGRESS) for body in bodies]
+        endpoints = [
+            replace(new_endpoint(body, DEV_EGRESS), id=registry.new_endpoint_id())
+            for body in bodies
+        ]
         for endpoint in endpoints:
             await registry.put(endpoint)
         return endpoints

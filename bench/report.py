@@ -20,6 +20,8 @@ FIGURES = (
     ("broker_cpu_ms_per_delivery", "broker CPU ms"),
     ("valkey_cpu_ms_per_delivery", "Valkey CPU ms"),
     ("baseline_cpu_ms_per_request", "bare client CPU ms"),
+    ("cpu_vs_baseline", "worker ÷ bare CPU"),
+    ("flatness", "last quarter ÷ middle half"),
     ("peak_rss_mib", "peak RSS MiB"),
     ("failed_requests", "500s answered"),
     ("rss_first_third_mib", "RSS first third MiB"),

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench import backlog as backlog_bench
@@ -64,6 +65,16 @@ def _sustained(samples: list[tuple[float, int]], expected: int) -> float:
     return expected * 0.8 / max(1e-6, high - low)
 
 
+def flatness(series: list[tuple[int, int]]) -> float | None:
+    """Median deliveries/s of the last quarter of the run ÷ that of its middle half
+    (1.0 is flat); None for a run under 8 s."""
+    rates = [count for _, count in series]
+    quarter = len(rates) // 4
+    if quarter < 2:
+        return None
+    return round(median(rates[-quarter:]) / max(1.0, median(rates[quarter:-quarter])), 3)
+
+
 def _series(stats: dict[str, Any]) -> list[tuple[int, int]]:
     return [(int(second), int(count)) for second, count in stats["per_second"]]
 
@@ -111,6 +122,7 @@ async def steady(
         base = await baseline(f"{running.sink_url}/baseline", count, concurrency)
         base_sink_cpu = running.sink_cpu_seconds() - sink_before
         rate = base["deliveries_per_s"]
+        bare_cpu_ms = base["cpu_ms_per_request"]
         per_delivery = {
             f"{name}_cpu_ms_per_delivery": round(used / events * 1000, 3)
             for name, used in servers_cpu.items()
@@ -128,6 +140,8 @@ async def steady(
             "sink_cpu_ms_per_delivery": round(sink_cpu / events * 1000, 3),
             "baseline_cpu_ms_per_request": round(base["cpu_ms_per_request"], 3),
             "baseline_sink_cpu_ms_per_request": round(base_sink_cpu / count * 1000, 3),
+            "cpu_vs_baseline": round(cpu / events * 1000 / max(1e-9, bare_cpu_ms), 2),
+            "flatness": flatness(_series(stats)),
             "peak_rss_mib": round(running.peak_rss_mib(), 1),
             "duplicates": stats["duplicates"],
             "lost": events - stats["distinct"],

@@ -22,6 +22,12 @@ from hookstream.kafka_security import security_options
 log = logging.getLogger(__name__)
 
 
+def key_partition(key: str, partitions: int) -> int:
+    """The partition our producers put a record keyed `key` in, of `partitions`."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
 class KeyedPartitioner:
     """aiokafka's default partitioner (murmur2, as the Java client), with each key's
     hash remembered: the hot path's keys are endpoint ids, few and repeated, and

@@ -6,7 +6,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from hookstream.kafka import KeyedPartitioner
+from hookstream.kafka import KeyedPartitioner, key_partition
 
 
 def test_every_key_lands_where_the_default_partitioner_puts_it() -> None:
@@ -35,3 +35,14 @@ def test_a_record_without_a_key_goes_to_an_available_partition() -> None:
     for _ in range(50):
         assert keyed(None, [0, 1, 2, 3], [1, 3]) in (1, 3)
         assert keyed(None, [0, 1, 2, 3], []) in (0, 1, 2, 3)
+
+
+def test_key_partition_is_where_the_producers_put_a_key() -> None:
+    # Endpoint placement (engine/placement.py) draws ids by it.
+    rng = random.Random(11)
+    default = DefaultPartitioner()
+    for count in (1, 4, 12, 50):
+        partitions = list(range(count))
+        for _ in range(200):
+            key = f"ep_{rng.getrandbits(96):024x}"
+            assert key_partition(key, count) == default(key.encode(), partitions, partitions)
