@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -207,17 +208,30 @@ def _record(
 
 
 async def test_one_index_call_writes_routed_messages_and_attempts_and_trims(
-    settings: Settings,
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The index's script, against Valkey: routed hashes from routed notices (first
     # routed_at kept), both sorted sets, their TTLs, the newest KEEP_PER_ENDPOINT per
-    # endpoint, an unreadable notice skipped, and a second write of the same batch a no-op.
+    # endpoint, unreadable notices and attempt records skipped (and logged), and a
+    # second write of the same batch a no-op.
     names = TopicNames(settings)
     redis = Redis.from_url(settings.redis_url)
     keys = RedisKeys(settings)
     index = AttemptIndex(settings, redis)
     routed = _notice(names.attempts, 0, [(f"msg_{i}", "ev", "ep_a") for i in range(3)], 1.7e9)
-    poison = _record(names.attempts, 1, b'{"routed": 7}', [ROUTED_HEADER])
+    poison = [
+        _record(names.attempts, 1, value, [ROUTED_HEADER])
+        for value in (b'{"routed": 7}', b"not json", b'{"routed": [], "at": "soon"}')
+    ]
+    broken = [
+        _record(names.attempts, 2, value)
+        for value in (
+            b"not json",
+            b"[1, 2]",
+            b'{"endpoint_id": "ep_a", "message_id": "msg_x"}',
+            b'{"endpoint_id": 5, "message_id": "msg_x", "started_at": 1}',
+        )
+    ]
     attempts = [
         _record(
             names.attempts,
@@ -234,21 +248,27 @@ async def test_one_index_call_writes_routed_messages_and_attempts_and_trims(
         for i in range(2 * KEEP_PER_ENDPOINT + 10)
     ]
     batch = {
-        TopicPartition(names.attempts, 1): [routed, poison],
+        TopicPartition(names.attempts, 1): [routed, *poison],
+        TopicPartition(names.attempts, 2): broken,
         TopicPartition(names.attempts, 0): attempts,
     }
     try:
-        assert await index.write(batch) == len(attempts)
+        with caplog.at_level(logging.WARNING, logger="hookstream.consumers.attempt_index"):
+            assert await index.write(batch) == len(attempts)
+        skipped = [r for r in caplog.records if "unreadable" in r.getMessage()]
+        assert [(r.notices, r.attempts) for r in skipped] == [(3, 4)]  # type: ignore[attr-defined]
         assert await index.write(batch) == len(attempts)  # idempotent
         first = await redis.hgetall(keys.routed("msg_0"))
-        assert first == {b"routed_at": b"1700000000.0", b"event_id": b"ev", b"endpoint_id": b"ep_a"}
+        assert float(first.pop(b"routed_at")) == 1.7e9
+        assert first == {b"event_id": b"ev", b"endpoint_id": b"ep_a"}
         later = {
             TopicPartition(names.attempts, 1): [
                 _notice(names.attempts, 9, [("msg_0", "ev", "ep_a")], 1.8e9)
             ]
         }
         await index.write(later)
-        assert (await redis.hget(keys.routed("msg_0"), "routed_at")) == b"1700000000.0"
+        kept: bytes = await redis.hget(keys.routed("msg_0"), "routed_at")  # type: ignore[assignment]
+        assert float(kept) == 1.7e9
         assert 0 < await redis.ttl(keys.routed("msg_2")) <= MESSAGE_TTL_S
         for endpoint in ("ep_a", "ep_b"):
             rows: list[Any] = await redis.zrange(

@@ -65,6 +65,22 @@ class ConnectionPool:
         """True once `close()` was called."""
         return self._closed
 
+    def take_idle(self, origin: Origin) -> Http1Connection | None:
+        """An idle connection to `origin` with its slot, without waiting; None when a
+        new connection would be needed or the origin is at its cap."""
+        idle = self._idle.get(origin)
+        if not idle or self._closed or origin in self._waiters:
+            return None
+        in_use = self._in_use.get(origin, 0)
+        if in_use >= self._limit_per_host:
+            return None
+        connection = idle[-1]
+        if connection.closed or self._now() - connection.idle_since >= self._keepalive_s:
+            return None  # acquire() drops the stale ones
+        idle.pop()
+        self._in_use[origin] = in_use + 1
+        return connection
+
     async def acquire(self, origin: Origin) -> Http1Connection:
         """A connection to `origin`, reused or new; waits while the origin is at its cap.
 
@@ -77,7 +93,7 @@ class ConnectionPool:
         else:
             self._in_use[origin] = self._in_use.get(origin, 0) + 1
         idle = self._idle.get(origin)
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         while idle:
             connection = idle.pop()
             if not connection.closed and now - connection.idle_since < self._keepalive_s:
@@ -92,7 +108,7 @@ class ConnectionPool:
     def release(self, origin: Origin, connection: Http1Connection) -> None:
         """Hand a connection back after its reply; kept for reuse if still in step."""
         if connection.reusable and not self._closed:
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = self._now()
             idle = self._idle.setdefault(origin, [])
             idle.append(connection)
             if len(idle) > self._limit_per_host:
@@ -109,6 +125,10 @@ class ConnectionPool:
                 connection.abort()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports close
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
     # -- slots --------------------------------------------------------------------
 

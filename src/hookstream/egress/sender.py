@@ -23,6 +23,7 @@ from aiohttp.abc import AbstractResolver
 
 from hookstream import __version__
 from hookstream.config import Settings
+from hookstream.egress.connection import Reply
 from hookstream.egress.pool import ConnectionPool, origin_of
 from hookstream.egress.resolver import GuardedResolver
 from hookstream.engine.destinations import EgressPolicy, destination
@@ -66,15 +67,22 @@ class HttpSender:
             target = _target(request.url, self._policy)
             origin = origin_of(target)
             head = _head(target, request.headers, len(request.body))
-            async with asyncio.timeout(self._timeout_s):  # the whole attempt, connect included
-                connection = await self._pool.acquire(origin)
-                try:
-                    reply = await connection.request(head, request.body, self._excerpt_bytes)
-                except BaseException:
-                    connection.abort()  # mid-request: never reused
-                    raise
-                finally:
-                    self._pool.release(origin, connection)
+            # One deadline for the whole attempt, a wait for a slot and a connect included.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._timeout_s
+            connection = self._pool.take_idle(origin)
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._pool.acquire(origin)
+            try:
+                reply = await _by(
+                    deadline, connection.request(head, request.body, self._excerpt_bytes), loop
+                )
+            except BaseException:
+                connection.abort()  # mid-request: never reused
+                raise
+            finally:
+                self._pool.release(origin, connection)
         except TimeoutError:
             error: DeliveryError = EndpointTimeout(f"no reply within {self._timeout_s} s")
         except DeliveryError as exc:
@@ -96,6 +104,23 @@ class HttpSender:
             error=str(error)[:500],
             retriable_error=error.retriable,
         )
+
+
+async def _by(
+    deadline: float, reply: asyncio.Future[Reply], loop: asyncio.AbstractEventLoop
+) -> Reply:
+    """`reply`, or TimeoutError at `deadline` (loop time). One timer per attempt: the
+    cheaper form of `asyncio.timeout` for a future of our own (decision 032)."""
+    timer = loop.call_at(deadline, _expire, reply)
+    try:
+        return await reply
+    finally:
+        timer.cancel()
+
+
+def _expire(reply: asyncio.Future[Reply]) -> None:
+    if not reply.done():
+        reply.set_exception(TimeoutError())
 
 
 # Reading the rest of a normal reply keeps the keep-alive connection reusable and

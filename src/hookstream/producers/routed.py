@@ -46,9 +46,3 @@ class RoutedNotices:
                 await self._producer.send(self._topic, value=value, headers=[ROUTED_HEADER])
             )
         return acks
-
-
-def routed_of(value: bytes) -> tuple[list[tuple[str, str, str]], float]:
-    """A notice's (message, event, endpoint) triples and when they were routed (epoch s)."""
-    notice = orjson.loads(value)
-    return [tuple(entry) for entry in notice["routed"]], float(notice["at"])
