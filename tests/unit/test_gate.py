@@ -311,3 +311,48 @@ def test_an_endpoint_slower_than_the_workers_delay_is_still_parked() -> None:
     fast.started(1.0)
     fast.started(1.0)
     assert fast.overdue(1.0, position=500, delay_s=5.0)  # 500 × 5 ms ÷ 2 > 1 s
+
+
+def _saturated(start_s: float = 2.0) -> EndpointGate:
+    """Cap 2, both slots taken at 0.0 and unanswered at `start_s`: a start every
+    start_s ÷ 2 seconds, and one delivery waiting in memory (the 1 s hold)."""
+    g = gate()
+    for _ in range(2):
+        g.admit(0.0)
+        g.started(0.0)
+    assert g.admit(start_s).park_s is None
+    return g
+
+
+def test_a_backlog_parked_for_slots_comes_back_spread_one_start_apart() -> None:
+    g = _saturated()
+    # Each one parked is due a start (1 s) after the one before: the backlog comes
+    # back at the pace the endpoint can take it, each delivery once.
+    parks = [g.admit(2.0) for _ in range(6)]
+    assert {a.reason for a in parks} == {"concurrency limit"}
+    assert [a.park_s for a in parks] == pytest.approx([2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    # An evicted delivery joins the end of the same line.
+    assert g.evicted(2.0) == pytest.approx(8.0)
+    # Later, behind the line's end (8 + 1 s from 2.0), not at its own short wait.
+    assert g.admit(4.0).park_s == pytest.approx(7.0)
+    assert g.parked == 8
+
+
+def test_a_line_that_has_passed_holds_nothing_back() -> None:
+    g = _saturated()
+    assert g.admit(2.0).park_s == pytest.approx(2.0)  # the line ends at 5.0
+    # At 100 s the line is long gone: a park waits its own expected turn only. The
+    # oldest start is capped at the 15 s request timeout: 7.5 s per start, and 2
+    # starts ahead of it (2 in flight + 1 waiting + itself - cap 2).
+    assert g.admit(100.0).park_s == pytest.approx(15.0)
+
+
+def test_rate_limit_parks_keep_their_reserved_slots_and_stay_out_of_the_line() -> None:
+    g = gate(rate_limit=1.0)
+    # One slot per second, reserved at admission: the fifth is 4 s out, so parked
+    # there, in its reserved slot, and the slot line is untouched.
+    waits = [g.admit(0.0) for _ in range(5)]
+    assert [a.park_s for a in waits[2:]] == pytest.approx([2.0, 3.0, 4.0])
+    assert {a.reason for a in waits[2:]} == {"rate limit"}
+    assert all(a.reserved for a in waits)
+    assert g._parked_until == 0.0

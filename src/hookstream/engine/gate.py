@@ -13,7 +13,9 @@ still in flight: an endpoint that has not answered yet is not assumed fast.
 Before its first answer an endpoint has no baseline, and the estimate is the
 floor, `COLD_LATENCY_S`: a burst to a new endpoint is admitted, not parked
 on a guess (decision 020). Up to `hold_max_s` it waits in memory; beyond
-that it is parked in a retry tier, due when its turn is expected. An
+that it is parked in a retry tier, due when its turn is expected, and behind
+the deliveries parked for a slot before it: a backlog comes back spread over
+the time the endpoint needs for it, each delivery once (decision 033). An
 estimate can be wrong, so it is made again where the wait happens: a
 delivery still without a concurrency slot after `hold_max_s` is evicted and
 parked when the endpoint now shows that its turn is still further off
@@ -94,6 +96,9 @@ class EndpointGate:
         self.last_success_at: float | None = None
         self.failing_since = failing_since  # first failure since the last success
         self.parked = 0
+        # When the deliveries parked for a concurrency slot are expected to have
+        # started: each one parked is due a start's share later than the last.
+        self._parked_until = 0.0
 
     def configure(self, rate_limit: float | None, max_concurrency: int | None) -> None:
         """Apply the endpoint's own limits (they may change while it runs)."""
@@ -126,8 +131,10 @@ class EndpointGate:
             if probe:
                 self.circuit.abandon()
             self.parked += 1
-            reason = "rate limit" if rate_wait >= wait else "concurrency limit"
-            return Admission(park_s=wait, reason=reason, reserved=reserved)
+            if rate_wait >= wait:  # its rate slot is reserved: already in line
+                return Admission(park_s=wait, reason="rate limit", reserved=reserved)
+            park_s = self._in_line(now, wait, delay_s)
+            return Admission(park_s=park_s, reason="concurrency limit", reserved=reserved)
         self.waiting += 1
         return Admission(wait_s=rate_wait, reserved=reserved, probe=probe)
 
@@ -142,12 +149,25 @@ class EndpointGate:
         add work to it; decision 024)."""
         if ahead <= 0:
             return 0.0
+        return ahead * self._start_every(now, delay_s)
+
+    def _start_every(self, now: float, delay_s: float) -> float:
+        """Seconds between starts while the endpoint is at its cap: latency ÷ cap."""
         latency_s = (self.window.baseline_ms or COLD_LATENCY_S * 1000) / 1000
         if self._starts:
             age_s = min(now - self._starts[0], self.settings.request_timeout_s)
             latency_s = max(latency_s, age_s)
         latency_s = max(latency_s - delay_s, COLD_LATENCY_S)
-        return ahead * latency_s / self.concurrency.cap
+        return latency_s / self.concurrency.cap
+
+    def _in_line(self, now: float, wait_s: float, delay_s: float) -> float:
+        """Park one delivery for a concurrency slot: due at its expected turn, and behind
+        those parked before it, so a backlog comes back spread over the time the
+        endpoint needs for it, each delivery once, not all of it at every hold
+        (decision 033). Returns seconds from now."""
+        due = max(now + wait_s, self._parked_until)
+        self._parked_until = due + self._start_every(now, delay_s)
+        return due - now
 
     def overdue(self, now: float, position: int, *, delay_s: float = 0.0) -> bool:
         """A delivery has waited `hold_max_s` for a slot, `position` others ahead of it in
@@ -210,7 +230,8 @@ class EndpointGate:
         self.parked += 1
         if probe:
             self.circuit.abandon()
-        return max(self.settings.hold_max_s, self._queue_wait(now, delay_s))
+        wait_s = max(self.settings.hold_max_s, self._queue_wait(now, delay_s))
+        return self._in_line(now, wait_s, delay_s)
 
     # -- settle ------------------------------------------------------------
 
