@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 
 def key_partition(key: str, partitions: int) -> int:
     """The partition our producers put a record keyed `key` in, of `partitions`."""
-    hashed: int = murmur2(key.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    return _positive_hash(key.encode()) % partitions
+
+
+def _positive_hash(key: bytes) -> int:
+    """murmur2 made non-negative, as the Java client and aiokafka place keys."""
+    hashed: int = murmur2(key)
+    return hashed & 0x7FFFFFFF
 
 
 class KeyedPartitioner:
@@ -44,7 +49,7 @@ class KeyedPartitioner:
         if found is None:
             if len(self._hashes) >= self._max_keys:
                 self._hashes.clear()
-            found = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            found = self._hashes[key] = _positive_hash(key)
         return all_partitions[found % len(all_partitions)]
 
 

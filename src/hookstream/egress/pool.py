@@ -74,10 +74,9 @@ class ConnectionPool:
         in_use = self._in_use.get(origin, 0)
         if in_use >= self._limit_per_host:
             return None
-        connection = idle[-1]
-        if connection.closed or self._now() - connection.idle_since >= self._keepalive_s:
+        if not self._fresh(idle[-1], self._now()):
             return None  # acquire() drops the stale ones
-        idle.pop()
+        connection = idle.pop()
         self._in_use[origin] = in_use + 1
         return connection
 
@@ -96,7 +95,7 @@ class ConnectionPool:
         now = self._now()
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self._keepalive_s:
+            if self._fresh(connection, now):
                 return connection
             connection.abort()
         try:
@@ -129,6 +128,10 @@ class ConnectionPool:
     @staticmethod
     def _now() -> float:
         return asyncio.get_running_loop().time()
+
+    def _fresh(self, connection: Http1Connection, now: float) -> bool:
+        """Open, and idle for less than `keepalive_s`: safe to send on."""
+        return not connection.closed and now - connection.idle_since < self._keepalive_s
 
     # -- slots --------------------------------------------------------------------
 
