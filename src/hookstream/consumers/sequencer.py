@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from hookstream.config import Settings
 from hookstream.consumers.retry_tiers import RetryTiers
@@ -36,6 +37,7 @@ from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
+LOAD_ATTEMPTS = 3  # reads of the ordering topic at an assignment before the dispatcher stops
 WAIT_S = 3.0  # a message waiting for a predecessor in a tier is held after this
 _Key = tuple[int, str, str]  # (partition, endpoint id, subject)
 
@@ -69,9 +71,36 @@ class Sequencer:
     # -- assignment ----------------------------------------------------------
 
     async def load(self, partitions: set[int]) -> None:
-        """Read the blocked chains of `partitions` from the `ordering` topic."""
+        """Read the blocked chains of `partitions` from the `ordering` topic.
+
+        A read the broker does not answer in time (a busy broker during a
+        rebalance) is made again, up to LOAD_ATTEMPTS in all; only then does it
+        raise, and the dispatcher stops rather than deliver without the chains."""
         if not partitions:
             return
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            try:
+                states, wanted = await self._read_chains(partitions)
+                break
+            except (TimeoutError, KafkaError) as exc:
+                if attempt == LOAD_ATTEMPTS:
+                    raise
+                log.warning(
+                    "ordered chains not read; reading them again",
+                    extra={"attempt": attempt, "error": type(exc).__name__},
+                )
+        loaded = 0
+        for key, state in states.items():
+            if state is not None and key[1]:
+                self._chains[key] = Chain.loaded(state)
+                loaded += 1
+        if loaded:
+            log.info("ordered chains loaded", extra={"blocked": loaded, "partitions": len(wanted)})
+
+    async def _read_chains(
+        self, partitions: set[int]
+    ) -> tuple[dict[_Key, ChainState | None], dict[int, int]]:
+        """The latest state per chain of `partitions`, and the log ends read up to."""
         ends = await log_ends(self._settings, self._topic)
         wanted = {p: ends[p] for p in partitions if ends and ends.get(p, 0) > 0}
         states: dict[_Key, ChainState | None] = {}
@@ -95,13 +124,7 @@ class Sequencer:
                             left.discard(tp)
             finally:
                 await stop_client(consumer)
-        loaded = 0
-        for key, state in states.items():
-            if state is not None and key[1]:
-                self._chains[key] = Chain.loaded(state)
-                loaded += 1
-        if loaded:
-            log.info("ordered chains loaded", extra={"blocked": loaded, "partitions": len(wanted)})
+        return states, wanted
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions moved to another worker: their chains go with them."""
