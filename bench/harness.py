@@ -154,13 +154,15 @@ async def rig(
     partitions: int = 12,
     log_level: str = "WARNING",
     ordering: str = "none",
+    relay: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Rig]:
     """Start a sink process and `workers` worker processes on a fresh topic prefix.
 
     Endpoint i listens on sink path /e{i} and subscribes to event type `bench.e{i}`;
     the last `fail_paths` answer 500, the `slow_paths` before them answer after `slow_s`;
-    `fail_ratio` of all deliveries answer 500 at random.
+    `fail_ratio` of all deliveries answer 500 at random. `relay`: the processes
+    are bare relays (bench/relay.py) instead of workers.
     """
     settings = Settings(
         bootstrap=where.bootstrap,
@@ -208,10 +210,11 @@ async def rig(
             ],
         )
         env = {**os.environ, **settings.to_env()}
+        command = ["bench.relay", "--sink", running.sink_url] if relay else ["hookstream", "worker"]
         for _ in range(workers):
             running.workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "hookstream", "worker"],
+                    [sys.executable, "-m", *command],
                     env=env,
                     stdin=subprocess.DEVNULL,
                     preexec_fn=die_with_parent,

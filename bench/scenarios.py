@@ -160,12 +160,51 @@ async def _tier_records(settings: Settings) -> int:
     return total
 
 
-async def latency(where: Servers, *, workers: int, rate: float, seconds: float) -> dict[str, Any]:
-    """Publish → delivery latency at a steady `rate` (half the measured maximum)."""
-    async with rig(where, workers=workers, endpoints=ENDPOINTS) as running:
+async def latency(
+    where: Servers, *, workers: int, rate: float, seconds: float, floor: bool = True
+) -> dict[str, Any]:
+    """Publish → delivery latency at a steady `rate` (half the measured maximum) and
+    one event at a time; with `floor`, the bare relay's (bench/relay.py) too, in the
+    same run, and the engine's p50 as a multiple of the relay's."""
+    result = await _latency_at(where, workers=workers, rate=rate, seconds=seconds)
+    single = await _latency_at(where, workers=workers, rate=SINGLE_RATE, seconds=SINGLE_S)
+    result |= {
+        "single_p50_ms": single["latency_p50_ms"],
+        "single_p99_ms": single["latency_p99_ms"],
+        "lost": result["lost"] + single["lost"],
+        "duplicates": result["duplicates"] + single["duplicates"],
+    }
+    if floor:
+        relay = await _latency_at(where, workers=workers, rate=rate, seconds=seconds, relay=True)
+        relay_single = await _latency_at(
+            where, workers=workers, rate=SINGLE_RATE, seconds=SINGLE_S, relay=True
+        )
+        result |= {
+            "relay_p50_ms": relay["latency_p50_ms"],
+            "relay_p99_ms": relay["latency_p99_ms"],
+            "relay_single_p50_ms": relay_single["latency_p50_ms"],
+            "p50_vs_relay": _ratio(result["latency_p50_ms"], relay["latency_p50_ms"]),
+            "single_vs_relay": _ratio(single["latency_p50_ms"], relay_single["latency_p50_ms"]),
+        }
+    return result
+
+
+SINGLE_RATE = 5.0  # events/s: one at a time, each delivered long before the next
+SINGLE_S = 20.0
+
+
+def _ratio(engine: float | None, relay: float | None) -> float | None:
+    return None if engine is None or not relay else round(engine / relay, 2)
+
+
+async def _latency_at(
+    where: Servers, *, workers: int, rate: float, seconds: float, relay: bool = False
+) -> dict[str, Any]:
+    """One latency run at `rate`, of the engine or (`relay`) of the bare relay."""
+    async with rig(where, workers=workers, endpoints=ENDPOINTS, relay=relay) as running:
         started = time.time()
         sent = await publish_at(running.settings, rate, seconds, kinds=ENDPOINTS, pad=PAD)
-        await _drain(running, sent, "latency", timeout=300)
+        await _drain(running, sent, "relay" if relay else "latency", timeout=300)
         # Leave the first 10% out: the first fetches after an idle spell.
         stats = await running.sink_stats(since=started + seconds * 0.1)
         return {
@@ -191,7 +230,7 @@ async def seed(where: Servers, *, workers: int, seconds: float = 60.0) -> dict[s
     last, and that span moves by the latency jitter at both ends (±0.3 s of
     60 s is ±50 a minute), so offering exactly 10,000 could not tell.
     """
-    result = await latency(where, workers=workers, rate=SEED_PER_MINUTE / 60, seconds=seconds)
+    result = await _latency_at(where, workers=workers, rate=SEED_PER_MINUTE / 60, seconds=seconds)
     held = round(result["events"] / max(result["span_s"], 1e-6) * 60)
     if held < 10_000 or result["lost"]:
         raise SystemExit(f"seed: held {held:,} a minute with {result['lost']} lost")
