@@ -8,7 +8,7 @@ partition only up to the lowest record without a durable outcome, so a crash
 re-delivers (same webhook-id) rather than loses.
 
 This module owns the Kafka side: the window, offset holes (decision 011), the
-pause of a tier partition until its head is ready, commits, and draining
+hold of a tier partition until its head is ready (decision 036), commits, and draining
 revoked partitions on a rebalance. What happens to one record is
 consumers/courier.py.
 """
@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -35,6 +36,9 @@ from hookstream.topics import TopicNames
 log = logging.getLogger(__name__)
 
 HOLE_ACCEPT_S = 30.0  # how long a gap in a partition's offsets is read again before it is accepted
+HELD_MAX = 64  # fetched tier records kept in memory per partition while its head is not ready
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class Dispatcher:
@@ -58,6 +62,7 @@ class Dispatcher:
         self._guard = LogEndGuard("dispatcher", settings)
         self._generation = 0  # bumped when a rebalance revokes partitions
         self._holes = HoleWatch(HOLE_ACCEPT_S)
+        self.fetched_again = 0  # records fetched, then read again because a hold sought back
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -113,30 +118,39 @@ class Dispatcher:
                 # Read from the start again: no old offsets to commit, no holes to wait for.
                 self._tracker.forget(tp)
                 self._holes.forget(tp)
+                resumer = self._resumers.pop(tp, None)
+                if resumer is not None:  # what it held is read again from the start
+                    resumer.cancel()
+                    consumer.resume(tp)
             batch = await consumer.getmany(timeout_ms=1000)
             guard.saw(batch)
             generation = self._generation
             for tp, records in batch.items():
-                for record in records:
-                    if self._generation != generation:
-                        break
-                    if self._after_hole(tp, record):
-                        break  # read again from the hole
-                    if self._hold_until_due(tp, record):
-                        break  # the rest of this partition waits behind its head
-                    await self._window.acquire()
-                    if self._generation != generation:
-                        # A rebalance began while we waited: the revoked partitions were
-                        # drained and committed up to here, and whoever owns each one now
-                        # (maybe us again) reads on from that commit. Starting the rest
-                        # of a batch fetched under the old assignment could let a later
-                        # commit pass records nobody attempted.
-                        self._window.release()
-                        break
-                    self._tracker.start(tp, record.offset)
-                    task = asyncio.create_task(self._deliver(tp, record))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                await self._start(tp, records, generation)
+
+    async def _start(self, tp: TopicPartition, records: Sequence[Record], generation: int) -> None:
+        """Start `records` of `tp` in order, up to a hole, a tier record not ready yet
+        (held, with those behind it), or a rebalance."""
+        for n, record in enumerate(records):
+            if self._generation != generation:
+                return
+            if self._after_hole(tp, record):
+                return  # read again from the hole
+            if self._hold_until_due(tp, records, n, generation):
+                return  # the rest of this partition waits behind its head
+            await self._window.acquire()
+            if self._generation != generation:
+                # A rebalance began while we waited: the revoked partitions were
+                # drained and committed up to here, and whoever owns each one now
+                # (maybe us again) reads on from that commit. Starting the rest
+                # of a batch fetched under the old assignment could let a later
+                # commit pass records nobody attempted.
+                self._window.release()
+                return
+            self._tracker.start(tp, record.offset)
+            task = asyncio.create_task(self._deliver(tp, record))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _after_hole(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
         """True if offsets before `record` were never fetched: seek back to them
@@ -157,23 +171,52 @@ class Dispatcher:
         consumer.seek(tp, expected)
         return True
 
-    def _hold_until_due(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Pause a retry-tier partition whose head record is not ready yet; True if paused."""
-        wait_s = _ready_at_ms(record.headers) / 1000 - self._clock()
+    def _hold_until_due(
+        self, tp: TopicPartition, records: Sequence[Record], head: int, generation: int
+    ) -> bool:
+        """Hold a retry-tier partition whose head record (`records[head]`) is not ready
+        yet; True if held.
+
+        The partition is paused. Up to HELD_MAX of the records fetched, from its
+        head on, wait in memory and are started from there when the head is
+        ready; the fetch goes on after them once they are all started. A tier of
+        parks in line (decision 033) has a head ready every few milliseconds:
+        fetching the partition again for each one fetched and decoded the same
+        records again and again (decision 036)."""
+        wait_s = _ready_at_ms(records[head].headers) / 1000 - self._clock()
         if wait_s <= 0:
             return False
         consumer = self._consumer
         assert consumer is not None
+        held = records[head : head + HELD_MAX]
+        self.fetched_again += len(records) - head - len(held)
         consumer.pause(tp)
-        consumer.seek(tp, record.offset)  # read it again when due
+        consumer.seek(tp, held[-1].offset + 1)  # read on after them once they are started
         loop = asyncio.get_running_loop()
-        self._resumers[tp] = loop.call_later(wait_s, self._resume, tp)
+        self._resumers[tp] = loop.call_later(wait_s, self._release, tp, held, generation)
         return True
 
-    def _resume(self, tp: TopicPartition) -> None:
+    def _release(self, tp: TopicPartition, held: Sequence[Record], generation: int) -> None:
         self._resumers.pop(tp, None)
+        task = asyncio.create_task(self._start_held(tp, held, generation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_held(
+        self, tp: TopicPartition, held: Sequence[Record], generation: int
+    ) -> None:
+        try:
+            await self._start(tp, held, generation)
+        except Exception as exc:
+            self._fail(exc)
+            return
         consumer = self._consumer
-        if consumer is not None and tp in consumer.assignment():
+        if (
+            self._generation == generation  # else a rebalance: read on from the commit
+            and tp not in self._resumers  # else held again, behind a head not ready
+            and consumer is not None
+            and tp in consumer.assignment()
+        ):
             consumer.resume(tp)
 
     # -- hand on ------------------------------------------------------------

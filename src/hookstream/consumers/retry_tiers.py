@@ -10,7 +10,7 @@ point re-delivers rather than loses.
 
 Reading tiers back is the dispatcher's job: it consumes every tier in the same
 group as `deliveries` (same partitions, same key), pausing a tier partition
-until its head record is ready (`ready_at`), and hands back a record that is
+until its head record is ready (`ready_at`, decision 036), and hands back a record that is
 ready but not yet due, to hop on (engine/retry.py, `placement`).
 """
 

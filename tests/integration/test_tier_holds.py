@@ -1,0 +1,72 @@
+"""A retry-tier partition whose head is not ready is held with what was fetched
+behind it (decision 036): each record is fetched once, and still started when due."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from hookstream.config import Settings
+from hookstream.consumers.worker import Worker
+from hookstream.engine.delivery import DeliveryTask, webhook_body
+from hookstream.engine.event import validate_event
+from hookstream.engine.retry import placement
+from hookstream.topics import TopicNames
+from tests.conftest import EndpointFactory, SinkFactory, eventually, stop_within
+
+PARKED = 40
+
+
+async def test_a_tier_of_parks_due_one_after_another_is_fetched_once(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    sink = await sink_factory()
+    endpoint = await endpoint_factory(sink.url, "acme", ["order.*"])
+    # Waits 8 ms apart that all land in the 1 s tier: its head is ready every 8 ms.
+    waits = [0.85 + n * 0.008 for n in range(PARKED)]
+    tiers = settings.retry_policy.tiers()
+    assert {placement(tiers, w)[0] for w in waits} == {1.0}
+    tier_topic = TopicNames(settings).retry_tiers[1.0]
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        dispatcher, tiers_writer = worker.dispatcher, worker.retry_tiers
+        assert dispatcher is not None
+        assert tiers_writer is not None
+        consumer = dispatcher._consumer
+        assert consumer is not None
+        returned: Counter[str] = Counter()
+        fetch = consumer.getmany
+        calls = 0
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            batch = await fetch(*args, **kwargs)
+            for tp, records in batch.items():
+                returned[tp.topic] += len(records)
+            return batch
+
+        consumer.getmany = counting
+        # The fetch that was waiting when it was wrapped has ended: every later one counts.
+        await eventually(lambda: calls > 0)
+        due: dict[str, float] = {}
+        for n, wait in enumerate(waits):
+            event = validate_event({"type": "order.paid", "tenant": "acme", "data": {"n": n}})
+            task = DeliveryTask.for_event(event, endpoint.id, webhook_body(event))
+            due[task.message_id] = time.time() + wait
+            await tiers_writer.park(task, wait, reserved=False)
+        await eventually(
+            lambda: len(sink.recorder.received) >= PARKED,
+            message=lambda: f"{len(sink.recorder.received)} of {PARKED} delivered",
+        )
+        assert returned[tier_topic] == PARKED, returned
+        assert dispatcher.fetched_again == 0
+        received = sink.recorder.received
+        assert {r.webhook_id for r in received} == set(due)
+        # Started when due, not before (the write is after `due` was taken).
+        assert all(r.received_at >= due[r.webhook_id] - 0.01 for r in received)
+        assert all(r.received_at <= due[r.webhook_id] + 1.0 for r in received)
+    finally:
+        await stop_within(worker)
