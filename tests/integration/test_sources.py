@@ -69,6 +69,29 @@ async def _write(
         await producer.stop()
 
 
+def _stalled(name: str, delivered: set[str], written: list[RecordMetadata], worker: Worker) -> str:
+    """What a stalled run leaves: how far each partition got, and where the router stands."""
+    prefix = {"binary": "bin-", "structured": "str-", "legacy": "leg-"}[name]
+    got = {int(i.removeprefix(prefix)) for i in delivered}
+    short: dict[int, list[int]] = {}
+    for n, ack in enumerate(written):
+        if n not in got:
+            short.setdefault(ack.partition, []).append(ack.offset)
+    missing = {p: f"{len(o)} from offset {min(o)}" for p, o in sorted(short.items())}
+    consumer = worker.router._consumer
+    at: dict[int, tuple[object, object, bool]] = {}
+    if consumer is not None and consumer._subscription.subscription is not None:
+        assignment = consumer._subscription.subscription.assignment
+        for tp in consumer.assignment():
+            if tp.topic == written[0].topic:
+                state = assignment.state_value(tp)
+                at[tp.partition] = (state._position, state.highwater, state.paused)
+    return (
+        f"{name}: {len(delivered)} of {RECORDS}; missing {missing}; "
+        f"router (position, highwater, paused) {at}"
+    )
+
+
 def _binary(i: int) -> tuple[bytes, bytes, Headers]:
     headers = [
         ("ce_specversion", b"1.0"),
@@ -189,6 +212,7 @@ async def test_cloudevents_binary_structured_and_a_mapped_json_source_are_delive
     )
     makers = {"binary": _binary, "structured": _structured, "legacy": _legacy}
     poison_at: dict[str, set[tuple[int, int]]] = {}
+    written: dict[str, list[RecordMetadata]] = {}
     for name, make in makers.items():
         records: list[tuple[bytes | None, bytes | None, Headers]] = []
         bad: list[int] = []
@@ -199,6 +223,7 @@ async def test_cloudevents_binary_structured_and_a_mapped_json_source_are_delive
                 records.append(POISON[name][len(bad) - 1])
         acks = await _write(fast, topics[name], records)
         poison_at[name] = {(acks[n].partition, acks[n].offset) for n in bad}
+        written[name] = [a for n, a in enumerate(acks) if n not in bad]
 
     prefixes = {"binary": "bin-", "structured": "str-", "legacy": "leg-"}
 
@@ -213,7 +238,7 @@ async def test_cloudevents_binary_structured_and_a_mapped_json_source_are_delive
         await eventually(
             lambda n=name: len(delivered(n)) == RECORDS,  # type: ignore[misc]
             timeout=120,
-            message=lambda n=name: f"{n}: {len(delivered(n))} of {RECORDS}",  # type: ignore[misc]
+            message=lambda n=name: _stalled(n, delivered(n), written[n], worker),  # type: ignore[misc]
         )
     # The tenant shows in which endpoint got it: only that tenant's endpoint matches.
     expected = {
