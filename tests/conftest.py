@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import web, web_app
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -153,6 +153,22 @@ async def run_until_poisoned(settings: Settings, good: str, sink: Any, poison: i
     finally:
         await worker.stop()
     return worker
+
+
+@pytest.fixture(autouse=True)
+def _release_finished_apps() -> Iterator[None]:
+    """Let each test's aiohttp applications be freed when it ends.
+
+    aiohttp keeps every app's middleware chain in a module-level cache of 1,024
+    entries, keyed by the app. In a process that serves one app that costs
+    nothing; in a test session it kept each test's API app alive, with the
+    Kafka clients, views and metadata it holds. The session's memory then grew
+    past 3 GB, and the collector's full passes over it paused the event loop
+    for seconds late in a run: long enough for a 5 s delivery timeout or a
+    10 s metadata wait to fire.
+    """
+    yield
+    web_app._cached_build_middleware.cache_clear()
 
 
 @pytest.fixture(scope="session")
