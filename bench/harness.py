@@ -162,7 +162,8 @@ async def rig(
     Endpoint i listens on sink path /e{i} and subscribes to event type `bench.e{i}`;
     the last `fail_paths` answer 500, the `slow_paths` before them answer after `slow_s`;
     `fail_ratio` of all deliveries answer 500 at random. `relay`: the processes
-    are bare relays (bench/relay.py) instead of workers.
+    are bare relays (bench/relay.py) instead of workers. `overrides` are Settings
+    fields, and may replace the broker-dependent fetch wait and session timeout.
     """
     settings = Settings(
         bootstrap=where.bootstrap,
@@ -172,11 +173,13 @@ async def rig(
         dev_mode=True,
         replication_factor=1,
         producer_idempotence=not where.embedded,
-        fetch_max_wait_ms=20 if where.embedded else 500,
-        session_timeout_ms=6000 if where.embedded else 30_000,
         log_level=log_level,
         **cluster_security(where),
-        **overrides,
+        **{
+            "fetch_max_wait_ms": 20 if where.embedded else 500,
+            "session_timeout_ms": 6000 if where.embedded else 30_000,
+            **overrides,
+        },
     )
     await ensure_topics(settings)
     port = free_port()
