@@ -163,9 +163,8 @@ def _release_finished_apps() -> Iterator[None]:
     entries, keyed by the app. In a process that serves one app that costs
     nothing; in a test session it kept each test's API app alive, with the
     Kafka clients, views and metadata it holds. The session's memory then grew
-    past 3 GB, and the collector's full passes over it paused the event loop
-    for seconds late in a run: long enough for a 5 s delivery timeout or a
-    10 s metadata wait to fire.
+    past 3 GB, and each full pass of the collector paused the event loop for
+    longer: over a second by the middle of a run, and growing with the heap.
     """
     yield
     web_app._cached_build_middleware.cache_clear()

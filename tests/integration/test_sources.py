@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 RECORDS = 500
 POISON_EVERY = 100  # one poison record after every 100 good ones
+PREFIXES = {"binary": "bin-", "structured": "str-", "legacy": "leg-"}  # event ids, per source
 
 Headers = list[tuple[str, bytes]]
 
@@ -71,8 +72,7 @@ async def _write(
 
 def _stalled(name: str, delivered: set[str], written: list[RecordMetadata], worker: Worker) -> str:
     """What a stalled run leaves: how far each partition got, and where the router stands."""
-    prefix = {"binary": "bin-", "structured": "str-", "legacy": "leg-"}[name]
-    got = {int(i.removeprefix(prefix)) for i in delivered}
+    got = {int(i.removeprefix(PREFIXES[name])) for i in delivered}
     short: dict[int, list[int]] = {}
     for n, ack in enumerate(written):
         if n not in got:
@@ -223,15 +223,14 @@ async def test_cloudevents_binary_structured_and_a_mapped_json_source_are_delive
                 records.append(POISON[name][len(bad) - 1])
         acks = await _write(fast, topics[name], records)
         poison_at[name] = {(acks[n].partition, acks[n].offset) for n in bad}
-        written[name] = [a for n, a in enumerate(acks) if n not in bad]
-
-    prefixes = {"binary": "bin-", "structured": "str-", "legacy": "leg-"}
+        skipped = set(bad)
+        written[name] = [a for n, a in enumerate(acks) if n not in skipped]
 
     def delivered(name: str) -> set[str]:
         return {
             r.event_id
             for r in sink.recorder.received
-            if r.event_id.startswith(prefixes[name]) and r.status < 300
+            if r.event_id.startswith(PREFIXES[name]) and r.status < 300
         }
 
     for name in makers:
@@ -248,7 +247,7 @@ async def test_cloudevents_binary_structured_and_a_mapped_json_source_are_delive
     }
     for received in sink.recorder.received:
         assert received.verified, received.headers
-        name = next(n for n, p in prefixes.items() if received.event_id.startswith(p))
+        name = next(n for n, p in PREFIXES.items() if received.event_id.startswith(p))
         body = received.payload()
         event_type, mode = expected[name]
         assert body["type"] == event_type
