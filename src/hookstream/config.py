@@ -60,6 +60,12 @@ class Settings:
     # Longest time a fetch waits for data. Real Kafka answers as soon as data
     # arrives; the embedded broker always waits this long (decision 006).
     fetch_max_wait_ms: int = 500
+    # The same for a consumer that found nothing to read for a second (its next
+    # record brings back the wait above), and always for the readers off the
+    # delivery path: endpoint health, lag, the attempt and dead-letter indexes.
+    # On the embedded broker every consumer asks 1,000 / wait times a second
+    # whether there is anything new (decision 037).
+    idle_fetch_max_wait_ms: int = 500
     # A consumer that misses heartbeats this long is dropped from its group and
     # its partitions move. Shorter moves work sooner after a crash.
     session_timeout_ms: int = 30_000
@@ -236,6 +242,7 @@ class Settings:
             "in_flight",
             "fetch_max_records",
             "fetch_max_wait_ms",
+            "idle_fetch_max_wait_ms",
             "commit_interval_ms",
             "http_timeout_s",
             "http_connections_per_host",

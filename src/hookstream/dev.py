@@ -36,10 +36,17 @@ async def run_dev(settings: Settings, *, stop: Callable[[], Awaitable[None]]) ->
             partitions=settings.partitions if settings.is_explicit("partitions") else 4,
         )
         await ensure_topics(settings)
-        worker = Worker(settings)
+        worker = Worker(settings, writable_catalog=True)
         try:
             await worker.start()
-            app = create_app(settings, shared_metrics=(worker.metrics_registry,))
+            # One view of each config topic in the process: every view tails its
+            # topic, and on the embedded broker every tail polls (decision 037).
+            app = create_app(
+                settings,
+                registry=worker.registry,
+                catalog=worker.catalog,
+                shared_metrics=(worker.metrics_registry,),
+            )
             runner = await serve_api(app, settings.api_host, settings.api_port)
             print(_banner(settings), flush=True)
             try:

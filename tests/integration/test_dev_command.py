@@ -1,8 +1,9 @@
 """Scenario: a new user runs `hookstream dev` and follows the README walk-through.
 
 The command brings up broker, Valkey, worker and API; an endpoint created over
-HTTP receives a published event, signed with the secret the API returned; Ctrl-C
-stops everything, the embedded servers included.
+HTTP receives a published event, signed with the secret the API returned; an
+event type written over HTTP is enforced at once (the API writes through the
+worker's views); Ctrl-C stops everything, the embedded servers included.
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ async def test_dev_runs_the_walk_through_and_stops_cleanly(
             )
             assert created.status == 201
             secrets.append((await created.json())["secret"])
+            # The API writes through the worker's own views in dev: an event type
+            # written over HTTP is enforced at once.
+            schema = {"type": "object", "properties": {"amount": {"type": "integer"}}}
+            typed = await http.post(
+                f"{api}/v1/event-types", json={"name": "invoice.paid", "schema": schema}
+            )
+            assert typed.status == 201, await typed.text()
+            refused = await http.post(
+                f"{api}/v1/events",
+                json={"type": "invoice.paid", "tenant": "acme", "data": {"amount": "x"}},
+            )
+            assert refused.status == 422, await refused.text()
             published = await http.post(
                 f"{api}/v1/events",
                 json={"type": "invoice.paid", "tenant": "acme", "data": {"amount": 42}},

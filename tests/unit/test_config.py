@@ -67,6 +67,9 @@ def test_every_bad_value_is_reported_one_line_each() -> None:
         ({"session_timeout_ms": 100}, "HOOKSTREAM_SESSION_TIMEOUT_MS"),
         ({"admin_key": "short"}, "HOOKSTREAM_ADMIN_KEY"),
         ({"log_level": "LOUD"}, "HOOKSTREAM_LOG_LEVEL"),
+        ({"fetch_max_wait_ms": 0}, "HOOKSTREAM_FETCH_MAX_WAIT_MS"),
+        ({"idle_fetch_max_wait_ms": 0}, "HOOKSTREAM_IDLE_FETCH_MAX_WAIT_MS"),
+        ({"idle_fetch_max_wait_ms": -20}, "HOOKSTREAM_IDLE_FETCH_MAX_WAIT_MS"),
     ],
 )
 def test_values_that_cannot_work_are_refused(changes: dict[str, object], needle: str) -> None:
@@ -119,6 +122,16 @@ def test_kafka_security_that_cannot_work_is_refused(
     with pytest.raises(ConfigError) as exc:
         Settings(**changes).validate()  # type: ignore[arg-type]
     assert any(needle in line for line in exc.value.problems), exc.value.problems
+
+
+def test_readers_off_the_delivery_path_take_their_own_fetch_wait() -> None:
+    s = Settings.load(
+        {"HOOKSTREAM_FETCH_MAX_WAIT_MS": "20", "HOOKSTREAM_IDLE_FETCH_MAX_WAIT_MS": "750"}
+    )
+    assert consumer_options(s, client_id="router")["fetch_max_wait_ms"] == 20
+    assert consumer_options(s, client_id="health", background=True)["fetch_max_wait_ms"] == 750
+    # Kafka's own default for both; the embedded stack shortens only the delivery path's.
+    assert Settings().fetch_max_wait_ms == Settings().idle_fetch_max_wait_ms == 500
 
 
 def test_kafka_security_becomes_the_clients_options() -> None:

@@ -95,6 +95,7 @@ def create_app(
     settings: Settings,
     *,
     registry: EndpointRegistry | None = None,
+    catalog: Catalog | None = None,
     publisher: EventPublisher | None = None,
     resolver: AbstractResolver | None = None,
     shared_metrics: tuple[CollectorRegistry, ...] = (),
@@ -103,7 +104,9 @@ def create_app(
 
     `resolver` replaces the system DNS resolver (tests map names to addresses);
     `shared_metrics` are registries of stages in the same process that /metrics
-    serves beside the API's own (`hookstream dev` passes the worker's).
+    serves beside the API's own (`hookstream dev` passes the worker's). A
+    `registry` or `catalog` given (writable, started) is used and not stopped:
+    `hookstream dev` passes its worker's, so one view of each tails its topic.
     """
     if not settings.admin_key:
         raise ConfigError(["HOOKSTREAM_ADMIN_KEY is required to run the API"])
@@ -128,15 +131,19 @@ def create_app(
     app.add_routes(dashboard.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(openapi.add_deprecation_headers)
-    app.cleanup_ctx.append(_clients(settings, registry, publisher))
+    app.cleanup_ctx.append(_clients(settings, registry, catalog, publisher))
     return app
 
 
 def _clients(
-    settings: Settings, registry: EndpointRegistry | None, publisher: EventPublisher | None
+    settings: Settings,
+    registry: EndpointRegistry | None,
+    catalog: Catalog | None,
+    publisher: EventPublisher | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         own_registry = registry is None
+        own_catalog = catalog is None
         own_publisher = publisher is None
         app[REGISTRY] = registry or EndpointRegistry(settings, writable=True)
         app[PUBLISHER] = publisher or EventPublisher(settings)
@@ -144,8 +151,9 @@ def _clients(
             await app[REGISTRY].start()
         if own_publisher:
             await app[PUBLISHER].start()
-        app[CATALOG] = Catalog(settings, writable=True)
-        await app[CATALOG].start()
+        app[CATALOG] = catalog or Catalog(settings, writable=True)
+        if own_catalog:
+            await app[CATALOG].start()
         app[REDIS] = Redis.from_url(settings.redis_url)
         ratelimit.register(app, app[REDIS])
         app[PRODUCER] = AIOKafkaProducer(**producer_options(settings, client_id="api"))
@@ -158,7 +166,8 @@ def _clients(
         await session.close()
         await app[TASKS].stop()
         await app[REPLAYS].stop()
-        await app[CATALOG].stop()
+        if own_catalog:
+            await app[CATALOG].stop()
         await app[PRODUCER].stop()
         await app[REDIS].aclose()
         if own_publisher:

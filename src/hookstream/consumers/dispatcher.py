@@ -30,7 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from hookstream.config import Settings
 from hookstream.consumers.courier import Courier
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
-from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
+from hookstream.kafka import FetchWait, LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ class Dispatcher:
         consumer = self._consumer
         assert consumer is not None
         guard = self._guard
+        wait = FetchWait(consumer, self._settings)
         while True:
             for tp in await guard.check(consumer):
                 # Read from the start again: no old offsets to commit, no holes to wait for.
@@ -124,6 +125,7 @@ class Dispatcher:
                     consumer.resume(tp)
             batch = await consumer.getmany(timeout_ms=1000)
             guard.saw(batch)
+            wait.saw(batch, holding=bool(self._resumers))  # a held head comes due by a timer
             generation = self._generation
             for tp, records in batch.items():
                 await self._start(tp, records, generation)

@@ -84,7 +84,7 @@ class HealthBook:
     async def start(self) -> None:
         """Read the health topic (bounded wait), then tail it and publish periodically."""
         consumer = AIOKafkaConsumer(
-            **consumer_options(self._settings, client_id="health"), group_id=None
+            **consumer_options(self._settings, client_id="health", background=True), group_id=None
         )
         await consumer.start()
         self._consumer = consumer

@@ -71,13 +71,13 @@ class LagMonitor:
         """Connect and refresh in the background."""
         for group in (self._names.router_group, self._names.dispatcher_group):
             consumer = AIOKafkaConsumer(
-                **consumer_options(self._settings, client_id="lag"),
+                **consumer_options(self._settings, client_id="lag", background=True),
                 group_id=group,
             )
             await consumer.start()
             self._groups[group] = consumer
         self._dlq = AIOKafkaConsumer(
-            **consumer_options(self._settings, client_id="lag-dlq"), group_id=None
+            **consumer_options(self._settings, client_id="lag-dlq", background=True), group_id=None
         )
         await self._dlq.start()
         dlq_tps = [TopicPartition(self._names.dlq, p) for p in range(self._settings.partitions)]

@@ -41,7 +41,7 @@ from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import Event
 from hookstream.engine.source import RecordMapper
 from hookstream.errors import FieldProblem, InvalidInput
-from hookstream.kafka import LogEndGuard, consumer_options, past_end, stop_client
+from hookstream.kafka import FetchWait, LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.producers.durable import retriable
 from hookstream.producers.routed import RoutedNotices
 from hookstream.topics import TopicNames
@@ -146,6 +146,7 @@ class Router:
         consumer = self._consumer
         assert consumer is not None
         guard = self._guard
+        wait = FetchWait(consumer, self._settings)
         while True:
             if self._catalog.sources_version != self._sources_version:
                 self._follow_sources(consumer)
@@ -155,6 +156,7 @@ class Router:
                 timeout_ms=1000, max_records=self._settings.router_batch_records
             )
             guard.saw(batch)
+            wait.saw(batch)
             if batch:
                 # Its own task, shielded: a stop or a rebalance lets it finish.
                 self._batch = asyncio.create_task(self._route_batch(batch), name="router-batch")

@@ -61,7 +61,7 @@ class SoftIndex:
         """Join the group and start indexing."""
         self._consumer = AIOKafkaConsumer(
             *self._topics,
-            **consumer_options(self._settings, client_id=self.name),
+            **consumer_options(self._settings, client_id=self.name, background=True),
             group_id=self._group,
         )
         await self._consumer.start()

@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 class Worker:
     """Starts and stops the delivery side of hookstream in the running event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, writable_catalog: bool = False) -> None:
+        """`writable_catalog`: the API in the same process writes through this
+        worker's catalog (`hookstream dev`)."""
         self.settings = settings
         # Writable: a 410 answer disables its endpoint.
         self.registry = EndpointRegistry(settings, writable=True)
@@ -56,8 +58,8 @@ class Worker:
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics = WorkerMetrics(self.metrics_registry)
         self.lag: LagMonitor | None = None
-        # Event types, for the router's schema check on every event (read only).
-        self.catalog = Catalog(settings)
+        # Event types, for the router's schema check on every event.
+        self.catalog = Catalog(settings, writable=writable_catalog)
         self.router = Router(settings, self.registry, self.catalog, self.metrics)
         self._session: ConnectionPool | None = None
         self._producer: AIOKafkaProducer | None = None

@@ -27,7 +27,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from hookstream.config import Settings
 from hookstream.engine.clock import Clock, system_clock
 from hookstream.errors import RegistryUnavailable
-from hookstream.kafka import LogEndGuard, consumer_options, producer_options, stop_client
+from hookstream.kafka import (
+    FetchWait,
+    LogEndGuard,
+    consumer_options,
+    producer_options,
+    stop_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +165,12 @@ class CompactedView:
     async def _tail(self) -> None:
         assert self._consumer is not None
         guard = LogEndGuard(self._client_id, self._settings)
+        wait = FetchWait(self._consumer, self._settings)
         while True:
             await guard.check(self._consumer)
             batch = await self._consumer.getmany(self._tp, timeout_ms=1000)
             guard.saw(batch)
+            wait.saw(batch)
             for record in batch.get(self._tp, ()):
                 if record.key is not None:
                     self.apply(record.key.decode(errors="replace"), record.value, record.offset)
