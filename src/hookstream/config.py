@@ -19,6 +19,7 @@ from hookstream.engine.circuit import CircuitSettings
 from hookstream.engine.destinations import EgressPolicy, parse_networks
 from hookstream.engine.gate import GateSettings
 from hookstream.engine.retry import RetryPolicy, parse_schedule
+from hookstream.env_values import parse_value
 from hookstream.errors import ConfigError
 from hookstream.kafka_security import security_problems
 
@@ -60,11 +61,8 @@ class Settings:
     # Longest time a fetch waits for data. Real Kafka answers as soon as data
     # arrives; the embedded broker always waits this long (decision 006).
     fetch_max_wait_ms: int = 500
-    # The same for a consumer that found nothing to read for a second (its next
-    # record brings back the wait above), and always for the readers off the
-    # delivery path: endpoint health, lag, the attempt and dead-letter indexes.
-    # On the embedded broker every consumer asks 1,000 / wait times a second
-    # whether there is anything new (decision 037).
+    # The same once a consumer found nothing to read for a second, and always for
+    # the readers off the delivery path (health, lag, indexes): decision 037.
     idle_fetch_max_wait_ms: int = 500
     # A consumer that misses heartbeats this long is dropped from its group and
     # its partitions move. Shorter moves work sooner after a crash.
@@ -195,7 +193,7 @@ class Settings:
             env_name = ENV_PREFIX + f.name.upper()
             if environ is not None and env_name in environ:
                 try:
-                    values[f.name] = _parse(f.type, environ[env_name])
+                    values[f.name] = parse_value(f.type, environ[env_name])
                 except ValueError as exc:
                     problems.append(f"{env_name}={environ[env_name]!r}: {exc}")
         unknown = set(overrides) - {f.name for f in _setting_fields()}
@@ -382,26 +380,3 @@ def _setting_fields() -> list[dataclasses.Field[Any]]:
 
 def _env(name: str) -> str:
     return ENV_PREFIX + name.upper()
-
-
-def _parse(type_name: Any, raw: str) -> Any:
-    # With `from __future__ import annotations` field types are strings.
-    kind = type_name if isinstance(type_name, str) else type_name.__name__
-    if kind == "bool":
-        lowered = raw.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError("expected true or false")
-    if kind == "int":
-        try:
-            return int(raw.replace("_", ""))
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-    if kind == "float":
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError("expected a number") from None
-    return raw
