@@ -61,6 +61,9 @@ class _Consumer:
         self.seeks.append(offset)
         self._position = offset
 
+    def paused(self) -> set[TopicPartition]:
+        return set()  # nothing is held in these tests
+
     def assignment(self) -> set[TopicPartition]:
         return {TP}
 
