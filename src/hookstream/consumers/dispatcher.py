@@ -125,9 +125,9 @@ class Dispatcher:
                     consumer.resume(tp)
             batch = await consumer.getmany(timeout_ms=1000)
             guard.saw(batch)
-            # Held heads come due by a timer, and their partitions are paused until
-            # what they held has started: read on at the short wait then.
-            wait.saw(batch, holding=bool(self._resumers or consumer.paused()))
+            # A held partition is paused from its hold until what it held has
+            # started (decision 036): read on at the short wait then.
+            wait.saw(batch, holding=bool(consumer.paused()))
             generation = self._generation
             for tp, records in batch.items():
                 await self._start(tp, records, generation)
