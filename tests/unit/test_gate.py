@@ -356,3 +356,24 @@ def test_rate_limit_parks_keep_their_reserved_slots_and_stay_out_of_the_line() -
     assert {a.reason for a in waits[2:]} == {"rate limit"}
     assert all(a.reserved for a in waits)
     assert g._parked_until == 0.0
+
+
+def test_an_old_request_is_blamed_only_while_the_endpoint_holds_every_slot() -> None:
+    # 100 ms answers, cap 2. One request out since 0.0, the other slot free and
+    # 10 deliveries admitted but not started yet: at 2.0 they wait for the
+    # worker to start them, not for the endpoint. Ahead of the next one: 10
+    # starts at 100 ms ÷ 2, 0.5 s, so it waits in memory. Were the 2 s old
+    # request blamed, it would be 10 s, and parked.
+    g = gate()
+    for _ in range(10):
+        run(g, OK, 0.0)
+    g.admit(0.0)
+    g.started(0.0)
+    for _ in range(10):
+        assert g.admit(0.0).park_s is None
+    assert g.admit(2.0).park_s is None
+    assert not g.overdue(2.0, position=8)
+    # Once both slots are out, the oldest one's age decides again.
+    g.started(2.0)
+    assert g.admit(2.0).park_s == pytest.approx(11.0)  # 11 ahead, 2 s ÷ 2 each
+    assert g.overdue(2.0, position=1)  # 2 ahead: 2 s

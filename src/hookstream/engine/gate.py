@@ -9,7 +9,10 @@ Admission estimates how long a new delivery would wait before it can start:
 until the circuit lets it through, until its rate slot, and until a
 concurrency slot frees (the queue ahead of it × latency ÷ cap). Latency is
 the endpoint's baseline, but never less than the age of its oldest request
-still in flight: an endpoint that has not answered yet is not assumed fast.
+still in flight while it holds every slot: an endpoint that has not answered
+yet is not assumed fast. With a slot free, deliveries wait for the worker to
+start them, not for the endpoint, and its old request is not held against it
+(decision 038).
 Before its first answer an endpoint has no baseline, and the estimate is the
 floor, `COLD_LATENCY_S`: a burst to a new endpoint is admitted, not parked
 on a guess (decision 020). Up to `hold_max_s` it waits in memory; beyond
@@ -152,9 +155,11 @@ class EndpointGate:
         return ahead * self._start_every(now, delay_s)
 
     def _start_every(self, now: float, delay_s: float) -> float:
-        """Seconds between starts while the endpoint is at its cap: latency ÷ cap."""
+        """Seconds between starts while the endpoint is at its cap: latency ÷ cap.
+        The oldest request's age counts only while every slot is out: with one
+        free, the next start waits for the worker, not the endpoint (decision 038)."""
         latency_s = (self.window.baseline_ms or COLD_LATENCY_S * 1000) / 1000
-        if self._starts:
+        if self._starts and self.in_flight >= self.concurrency.cap:
             age_s = min(now - self._starts[0], self.settings.request_timeout_s)
             latency_s = max(latency_s, age_s)
         latency_s = max(latency_s - delay_s, COLD_LATENCY_S)
