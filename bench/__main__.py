@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hookstream bench", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="steady")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--events", type=int, default=60_000, help="steady: backlog size")
+    parser.add_argument(
+        "--events", type=int, default=200_000, help="steady: backlog size (decision 039)"
+    )
     parser.add_argument(
         "--ordered-events", type=int, default=30_000, help="ordered: backlog size per run"
     )

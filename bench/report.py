@@ -29,6 +29,8 @@ FIGURES = (
     ("baseline_cpu_ms_per_request", "bare client CPU ms"),
     ("cpu_vs_baseline", "worker ÷ bare CPU"),
     ("flatness", "last quarter ÷ middle half"),
+    ("tail_s", "last 1% s"),
+    ("parked", "parked"),
     ("peak_rss_mib", "peak RSS MiB"),
     ("failed_requests", "500s answered"),
     ("rss_first_third_mib", "RSS first third MiB"),

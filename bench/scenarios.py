@@ -65,6 +65,13 @@ def _sustained(samples: list[tuple[float, int]], expected: int) -> float:
     return expected * 0.8 / max(1e-6, high - low)
 
 
+def _tail(samples: list[tuple[float, int]], expected: int) -> float:
+    """Seconds from 99% delivered to the last: the stragglers' wait, which the
+    median of the last quarter does not show."""
+    late = next(t for t, n in samples if n >= expected * 0.99)
+    return round(samples[-1][0] - late, 2)
+
+
 def flatness(series: list[tuple[int, int]]) -> float | None:
     """Median deliveries/s of the last quarter of the run ÷ that of its middle half
     (1.0 is flat); None for a run under 8 s."""
@@ -142,6 +149,7 @@ async def steady(
             "baseline_sink_cpu_ms_per_request": round(base_sink_cpu / count * 1000, 3),
             "cpu_vs_baseline": round(cpu / events * 1000 / max(1e-9, bare_cpu_ms), 2),
             "flatness": flatness(_series(stats)),
+            "tail_s": _tail(samples, events),
             "peak_rss_mib": round(running.peak_rss_mib(), 1),
             "duplicates": stats["duplicates"],
             "lost": events - stats["distinct"],
