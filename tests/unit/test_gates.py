@@ -142,3 +142,29 @@ async def test_a_slot_handed_to_a_waiter_cancelled_before_it_ran_goes_to_the_nex
     gate = gates.get(ENDPOINT.id)
     assert gate is not None
     assert (gate.in_flight, gate.waiting) == (2, 0)
+
+
+async def test_each_waiter_is_asked_after_its_own_hold_not_the_first_ones() -> None:
+    gates = _gates(hold_s=0.5)
+    gate = gates.gate(ENDPOINT)
+    gate.overdue = lambda *_, **__: True  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    await _enter_all(gates, 2)  # the cap
+    waits: dict[int, tuple[float, float]] = {}  # arrived, parked (loop time)
+
+    async def wait(n: int) -> Entry:
+        arrived = loop.time()
+        entry = await gates.enter(ENDPOINT, None, reserved=False)
+        waits[n] = (arrived, loop.time())
+        return entry
+
+    tasks = []
+    for n in range(3):
+        tasks.append(asyncio.create_task(wait(n)))
+        await asyncio.sleep(0.1)
+    entries = await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    assert [e.reason for e in entries] == ["concurrency limit"] * 3
+    for arrived, parked in waits.values():
+        assert 0.5 <= parked - arrived < 0.5 + 0.4  # its hold, then asked
+    assert waits[2][1] - waits[0][1] >= 0.15  # the last arrived 0.2 s later, parked later
+    assert (gate.in_flight, gate.waiting, gate.parked) == (2, 0, 3)
