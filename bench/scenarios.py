@@ -59,10 +59,12 @@ async def _drain(
 
 
 def _sustained(samples: list[tuple[float, int]], expected: int) -> float:
-    """Deliveries/s between 10% and 90% of the total (start-up and tail left out)."""
-    low = next(t for t, n in samples if n >= expected * 0.1)
-    high = next(t for t, n in samples if n >= expected * 0.9)
-    return expected * 0.8 / max(1e-6, high - low)
+    """Deliveries/s from the first sample at 10% of the total or more to the first at
+    90% or more (start-up and tail left out). Deliveries made before the first
+    sample (while the backlog was published) are not in it."""
+    t_low, n_low = next((t, n) for t, n in samples if n >= expected * 0.1)
+    t_high, n_high = next((t, n) for t, n in samples if n >= expected * 0.9)
+    return (n_high - n_low) / max(1e-6, t_high - t_low)
 
 
 def _tail(samples: list[tuple[float, int]], expected: int) -> float:
@@ -107,14 +109,15 @@ async def steady(
     """Maximum sustained throughput: a backlog of `events` drained by the workers
     (`profile`: a flame graph of the first worker while it drains)."""
     async with rig(where, workers=workers, endpoints=ENDPOINTS) as running:
+        # The workers route and deliver while the backlog is published: its CPU counts.
+        cpu_before = running.cpu_seconds()
+        servers_before = where.cpu_seconds()
+        sink_before = running.sink_cpu_seconds()
         bar = Progress("publish", events)
         publish_rate = await publish(
             running.settings, events, kinds=ENDPOINTS, pad=PAD, progress=bar.show
         )
         bar.close()
-        cpu_before = running.cpu_seconds()
-        servers_before = where.cpu_seconds()
-        sink_before = running.sink_cpu_seconds()
         with flame_graph(running.workers[0].pid, profile):
             samples = await _drain(running, events, "steady", timeout=900)
         cpu = running.cpu_seconds() - cpu_before
@@ -139,6 +142,7 @@ async def steady(
             "workers": workers,
             "events": events,
             "publish_events_per_s": round(publish_rate, 1),
+            "delivered_while_publishing": samples[0][1],
             "deliveries_per_s": round(sustained, 1),
             "baseline_deliveries_per_s": rate,
             "engine_vs_baseline": round(sustained / rate, 3),

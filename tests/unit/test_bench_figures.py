@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.scenarios import _tail, flatness
+from bench.scenarios import _sustained, _tail, flatness
 
 
 def test_flatness_is_the_last_quarters_median_over_the_middle_halfs() -> None:
@@ -25,3 +25,15 @@ def test_two_seconds_of_stragglers_sink_a_short_runs_flatness_not_a_long_ones() 
 def test_the_tail_is_the_seconds_from_99_percent_delivered_to_the_last() -> None:
     samples = [(0.0, 0), (1.0, 500), (2.0, 989), (2.25, 990), (2.5, 995), (4.75, 1000)]
     assert _tail(samples, 1000) == 2.5
+
+
+def test_the_sustained_rate_counts_only_what_was_delivered_between_its_samples() -> None:
+    # A quarter was delivered while the backlog was published, before the first sample.
+    samples = [(0.0, 50_000), (10.0, 100_000), (20.0, 150_000), (26.0, 180_000), (30.0, 200_000)]
+    assert _sustained(samples, 200_000) == 5_000.0
+
+
+def test_the_sustained_rate_leaves_out_a_slow_start() -> None:
+    # 100/s for 10 s, then 1,000/s: the first tenth is not in the rate.
+    samples = [(float(t), 100 * t if t <= 10 else 1000 + 1000 * (t - 10)) for t in range(110)]
+    assert _sustained(samples, 100_000) == 1000.0
