@@ -168,3 +168,26 @@ async def test_each_waiter_is_asked_after_its_own_hold_not_the_first_ones() -> N
         assert 0.5 <= parked - arrived < 0.5 + 0.4  # its hold, then asked
     assert waits[2][1] - waits[0][1] >= 0.15  # the last arrived 0.2 s later, parked later
     assert (gate.in_flight, gate.waiting, gate.parked) == (2, 0, 3)
+
+
+async def test_a_waiter_is_asked_again_after_each_hold_until_it_has_a_slot() -> None:
+    gates = _gates(hold_s=0.05)
+    gate = gates.gate(ENDPOINT)
+    asked: list[int] = []
+
+    def overdue(now: float, position: int, **_: object) -> bool:
+        asked.append(position)
+        return False
+
+    gate.overdue = overdue  # type: ignore[method-assign]
+    tasks = await _enter_all(gates, 4)  # two hold the cap, two wait
+    await asyncio.sleep(0.32)  # six holds of each waiter
+    assert 2 * 4 <= len(asked) <= 2 * 7
+    assert set(asked) == {0, 1}  # each in its own place
+    gates.leave(tasks[0].result(), OK)
+    gates.leave(tasks[1].result(), OK)
+    await asyncio.wait_for(asyncio.gather(*tasks[2:]), timeout=5)
+    before = len(asked)
+    await asyncio.sleep(0.15)  # their holds end with nobody waiting: nobody is asked
+    assert len(asked) == before
+    assert (gate.in_flight, gate.waiting) == (2, 0)

@@ -59,6 +59,7 @@ class EndpointGates:
         self._disabled: dict[str, bool] = {}
         self._versions: dict[str, str] = {}  # updated_at of the config each gate follows
         self._waiters: dict[str, deque[_Waiter]] = {}
+        self._holds: dict[str, _Holds] = {}  # each endpoint's waits, nudged as their hold ends
         self._seeds: dict[str, float] = {}  # failing-since times of endpoints not owned here
         self._dirty: set[str] = set()
 
@@ -156,6 +157,7 @@ class EndpointGates:
                 del self._gates[endpoint_id]
                 del self._partition[endpoint_id]
                 self._versions.pop(endpoint_id, None)
+                self._holds.pop(endpoint_id, None)
 
     # -- health bookkeeping ----------------------------------------------------
 
@@ -195,13 +197,11 @@ class EndpointGates:
             waiters.append(waiter)
             try:
                 while not waiter.handed:
-                    # One timer per wait, not asyncio.wait's set, callback and timer:
-                    # most deliveries at a busy endpoint wait here (decision 025).
-                    timer = loop.call_later(hold_s, _nudge, waiter.future)
-                    try:
-                        await waiter.future
-                    finally:
-                        timer.cancel()
+                    holds = self._holds.get(gate.endpoint_id)
+                    if holds is None:
+                        holds = self._holds[gate.endpoint_id] = _Holds(loop, hold_s)
+                    holds.add(waiter.future)
+                    await waiter.future
                     if waiter.handed:
                         break
                     if gate.overdue(self._clock(), waiters.index(waiter), delay_s=self._delay_s()):
@@ -246,9 +246,37 @@ class _Waiter:
         self.handed = False  # a slot was handed to it
 
 
-def _nudge(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class _Holds:
+    """The holds of one endpoint's waiters, under one timer (decision 043).
+
+    A timer per wait cost a uvloop timer handle started and stopped for most
+    deliveries at a busy endpoint. Every hold is `hold_s` long, so holds end in
+    the order they began: one timer, set for the first, nudges each wait whose
+    hold has ended, then is set for the next. A wait that was handed a slot or
+    cancelled is skipped as its hold ends (its future is already done)."""
+
+    __slots__ = ("_ends", "_hold_s", "_loop", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hold_s: float) -> None:
+        self._loop = loop
+        self._hold_s = hold_s
+        self._ends: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, future: asyncio.Future[None]) -> None:
+        """Nudge `future` (done) when a hold from now ends, unless it is done before."""
+        self._ends.append((self._loop.time() + self._hold_s, future))
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._ends[0][0], self._nudge)
+
+    def _nudge(self) -> None:
+        # A loop's timers are as fine as its clock: 1 ms early still counts as due.
+        ends, now = self._ends, self._loop.time() + 0.001
+        while ends and ends[0][0] <= now:
+            future = ends.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+        self._timer = self._loop.call_at(ends[0][0], self._nudge) if ends else None
 
 
 def _epoch(timestamp: str) -> float:
