@@ -15,10 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -40,61 +44,100 @@ ROLLUP_TTL_S = 2 * 3600
 
 
 class WorkerMetrics:
-    """Counters and histograms the router and dispatcher update."""
+    """Counters and histograms the router and dispatcher update.
+
+    Per delivery, the outcome and the two histograms are plain counts, read
+    into Prometheus's families when /metrics is scraped. Through
+    prometheus_client's own `labels().inc()` and `observe()`, each a lock and a
+    lookup, one attempt cost 11.8 µs, about 3% of a steady worker (decision 043).
+    """
 
     def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time):
         self.registry = registry
         self._clock = clock
-        self.events = Counter("hookstream_events", "Events routed", registry=registry)
-        self.deliveries = Counter(
-            "hookstream_deliveries", "Delivery outcomes", ["outcome"], registry=registry
-        )
-        for outcome in OUTCOMES:
-            self.deliveries.labels(outcome)
-        self.attempt_duration = Histogram(
-            "hookstream_attempt_duration_seconds",
-            "One HTTP attempt, connect to response head",
-            buckets=ATTEMPT_BUCKETS,
-            registry=registry,
-        )
-        self.delivery_latency = Histogram(
-            "hookstream_delivery_latency_seconds",
-            "Event occurred → delivered (2xx)",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        self.events = Counter("hookstream_events", "Events routed", registry=registry)  # per batch
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.attempt_duration = Buckets(ATTEMPT_BUCKETS)
+        self.delivery_latency = Buckets(LATENCY_BUCKETS)
+        registry.register(_Families(self))
         # step start → field → count, flushed to Redis by `RollupFlusher`
         self.pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def attempted(self, verdict: Verdict, duration_ms: float, occurred_at_ms: int) -> None:
         """Count one attempt's outcome (retry or dead for failures)."""
         now = self._clock()
-        self.deliveries.labels(verdict.value).inc()
         self.attempt_duration.observe(duration_ms / 1000)
         step = self.pending[int(now) // ROLLUP_STEP_S * ROLLUP_STEP_S]
-        if verdict is Verdict.DELIVERED:
+        if verdict is Verdict.DELIVERED:  # an enum's `.value` is a descriptor call
+            self.outcomes["delivered"] += 1
             step["delivered"] += 1
             if occurred_at_ms:
                 latency = max(0.0, now - occurred_at_ms / 1000)
-                self.delivery_latency.observe(latency)
-                step[f"lat:{_bucket_index(latency)}"] += 1
+                step[_LATENCY_FIELDS[self.delivery_latency.observe(latency)]] += 1
         else:
+            self.outcomes[verdict.value] += 1
             step["failed"] += 1
 
     def parked(self) -> None:
         """A delivery was held back in a retry tier (not an attempt)."""
-        self.deliveries.labels("parked").inc()
+        self.outcomes["parked"] += 1
 
     def dropped(self) -> None:
         """A delivery whose endpoint was deleted, or an undecodable record."""
-        self.deliveries.labels("dropped").inc()
+        self.outcomes["dropped"] += 1
 
 
-def _bucket_index(latency_s: float) -> int:
-    for i, bound in enumerate(LATENCY_BUCKETS):
-        if latency_s <= bound:
-            return i
-    return len(LATENCY_BUCKETS)
+class Buckets:
+    """A histogram's counts as Prometheus buckets them (a value goes in the first
+    bucket whose upper bound it does not exceed), without a lock: one event loop
+    updates it and the same loop serves the scrape."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> int:
+        """Count `value`; the index of its bucket."""
+        index = bisect_left(self.bounds, value)
+        self.counts[index] += 1
+        self.sum += value
+        return index
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        """The histogram's exposition: cumulative buckets, sum and count."""
+        cumulative, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            cumulative.append((floatToGoString(bound), total))  # type: ignore[no-untyped-call]
+        return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=self.sum)
+
+
+class _Families(Collector):
+    """What a scrape reads of `WorkerMetrics`' plain counts."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        outcomes = CounterMetricFamily(
+            "hookstream_deliveries", "Delivery outcomes", labels=["outcome"]
+        )
+        for outcome, count in metrics.outcomes.items():
+            outcomes.add_metric([outcome], count)
+        yield outcomes
+        yield metrics.attempt_duration.family(
+            "hookstream_attempt_duration_seconds", "One HTTP attempt, connect to response head"
+        )
+        yield metrics.delivery_latency.family(
+            "hookstream_delivery_latency_seconds", "Event occurred → delivered (2xx)"
+        )
+
+
+_LATENCY_FIELDS = tuple(f"lat:{i}" for i in range(len(LATENCY_BUCKETS) + 1))  # the rollup's
 
 
 class RollupFlusher:
