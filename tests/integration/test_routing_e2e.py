@@ -169,19 +169,23 @@ async def test_a_delivery_routed_elsewhere_for_an_endpoint_this_worker_has_not_r
 
 
 class _FailingAcks:
-    """The router's producer, whose first `fail` sends are not acknowledged."""
+    """The router's producer, whose first `fail` produce batches of delivery records
+    are not acknowledged."""
 
     def __init__(self, producer: AIOKafkaProducer, fail: int) -> None:
         self._producer = producer
         self.fail = fail
 
-    async def send(self, *args: Any, **kwargs: Any) -> Any:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> Any:
         if self.fail > 0:
             self.fail -= 1
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             future.set_exception(KafkaTimeoutError())
             return future
-        return await self._producer.send(*args, **kwargs)
+        return await self._producer.send_batch(*args, **kwargs)
 
 
 async def test_a_batch_not_acknowledged_is_routed_again_and_nothing_is_lost(

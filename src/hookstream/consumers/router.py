@@ -41,7 +41,15 @@ from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import Event
 from hookstream.engine.source import RecordMapper
 from hookstream.errors import FieldProblem, InvalidInput
-from hookstream.kafka import FetchWait, LogEndGuard, consumer_options, past_end, stop_client
+from hookstream.kafka import (
+    FetchWait,
+    KeyedPartitioner,
+    LogEndGuard,
+    consumer_options,
+    past_end,
+    stop_client,
+)
+from hookstream.producers.batches import PartitionBatches
 from hookstream.producers.durable import retriable
 from hookstream.producers.routed import RoutedNotices
 from hookstream.topics import TopicNames
@@ -74,6 +82,7 @@ class Router:
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters: DeadLetters | None = None
         self._notices: RoutedNotices | None = None
+        self._partitioner = KeyedPartitioner()  # the delivery records' (each key's hash kept)
         self._task: asyncio.Task[None] | None = None
         self._batch: asyncio.Task[None] | None = None  # the batch in hand
         # Acknowledged offsets not yet committed, and the task committing them: the next
@@ -169,19 +178,21 @@ class Router:
         await asyncio.gather(
             self._registry.barrier(newest / 1000), self._catalog.barrier(newest / 1000)
         )
-        acks: list[Awaitable[RecordMetadata]] = []
+        producer = self._producer
+        assert producer is not None
+        deliveries = PartitionBatches(producer, self._names.deliveries, self._partitioner)
+        await deliveries.start()
         events = 0
         for records in batch.values():
             for n, record in enumerate(records, 1):
-                routed = await self._route(record)
-                if routed is not None:
+                if await self._route(record, deliveries):
                     events += 1
-                    acks.extend(routed)
                 if n % YIELD_EVERY == 0:
                     # The dispatcher shares this event loop: a whole batch routed in
                     # one go would hold its timers (rate pacing, tier resumes) back.
                     await asyncio.sleep(0)
         assert self._notices is not None
+        acks = await deliveries.send()
         acks.extend(await self._notices.send(time.time()))
         try:
             await _acknowledged(acks)
@@ -210,13 +221,13 @@ class Router:
             offsets, self._acked = self._acked, {}
             await self._commit(offsets)
 
-    async def _route(self, record: Record) -> list[Awaitable[RecordMetadata]] | None:
-        """Queue the delivery records of one event and return their acknowledgements;
-        None for a record that is not an event (dead-lettered)."""
+    async def _route(self, record: Record, deliveries: PartitionBatches) -> bool:
+        """Add the delivery records of one event to `deliveries`; False for a record
+        that is not an event (dead-lettered)."""
         operational = record.topic == self._names.ops
         mapper = self._mappers.get(record.topic)
         if mapper is None and not operational and record.topic != self._names.events:
-            return []  # a source deleted since this batch was fetched: no longer routed
+            return True  # a source deleted since this batch was fetched: no longer routed
         try:
             event = self._decode(record, mapper)
             event_type = None if operational else self._catalog.event_types.get(event.type)
@@ -235,29 +246,19 @@ class Router:
                 ),
                 position=(record.topic, record.partition, record.offset),
             )
-            return None
+            return False
         endpoints = self._registry.index.route(event, operational=operational)
         if not endpoints:
-            return []
-        producer = self._producer
-        assert producer is not None
+            return True
         body = webhook_body(event)
         occurred_at_ms = event.occurred_at_ms
         notices = self._notices
         assert notices is not None
-        acks = []
         for endpoint in endpoints:
             task = DeliveryTask.for_event(event, endpoint.id, body, occurred_at_ms)
             notices.add(task)
-            acks.append(
-                await producer.send(
-                    self._names.deliveries,
-                    value=body,
-                    key=endpoint.id.encode(),
-                    headers=task.headers(),
-                )
-            )
-        return acks
+            await deliveries.add(endpoint.id.encode(), body, task.headers())
+        return True
 
     def _decode(self, record: Record, mapper: RecordMapper | None) -> Event:
         return event_of(record, mapper, self._settings.max_event_bytes)

@@ -1,0 +1,64 @@
+"""Records of one topic built into produce batches by the caller, a batch per partition.
+
+The router writes every delivery record of a fetched batch and then waits for
+all of their acknowledgements before it commits. Through `producer.send`,
+each record paid for its own metadata check, partition lookup, serialisation
+check and acknowledgement future. Here each record is appended to its
+partition's open `BatchBuilder`; a full one is sent at once, and `send` sends
+the rest. The acknowledgements are one per produce batch (decision 043).
+
+Records go to the partition `producer.send` would pick (`KeyedPartitioner`),
+in the order they were added, so a key's records keep their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata
+
+from hookstream.kafka import KeyedPartitioner
+
+
+class PartitionBatches:
+    """One topic's records, appended per partition; acknowledgements per batch sent."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, partitioner: KeyedPartitioner):
+        self._producer = producer
+        self._topic = topic
+        self._partitioner = partitioner
+        self._partitions: list[int] = []
+        self._open: dict[int, BatchBuilder] = {}
+        self._acks: list[Awaitable[RecordMetadata]] = []
+
+    async def start(self) -> None:
+        """Begin a round: learn the topic's partitions, forget what a failed round left."""
+        self._partitions = sorted(await self._producer.partitions_for(self._topic))
+        self._open.clear()
+        self._acks.clear()
+
+    async def add(self, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
+        """Append one record to its partition's batch; a batch that is full is sent."""
+        partition = self._partitioner(key, self._partitions, self._partitions)
+        builder = self._open.get(partition)
+        if builder is None:
+            builder = self._open[partition] = self._producer.create_batch()
+        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            await self._send(partition)  # full (a batch always takes its first record)
+            builder = self._open[partition] = self._producer.create_batch()
+            builder.append(key=key, value=value, timestamp=None, headers=headers)
+
+    async def send(self) -> list[Awaitable[RecordMetadata]]:
+        """Send every open batch; the acknowledgements of all sent since the last call."""
+        for partition in list(self._open):
+            await self._send(partition)
+        acks, self._acks = self._acks, []
+        return acks
+
+    async def _send(self, partition: int) -> None:
+        builder = self._open.pop(partition)
+        self._acks.append(
+            await self._producer.send_batch(builder, self._topic, partition=partition)
+        )
