@@ -9,7 +9,13 @@ from typing import Any
 import orjson
 
 from hookstream.engine import json_input
-from hookstream.engine.clock import Clock, parse_rfc3339, rfc3339, system_clock
+from hookstream.engine.clock import (
+    Clock,
+    normalized_rfc3339,
+    parse_rfc3339,
+    rfc3339,
+    system_clock,
+)
 from hookstream.engine.json_input import value_problems
 from hookstream.engine.names import (
     ID_RE,
@@ -120,7 +126,7 @@ def validate_event(raw: Any, *, clock: Clock = system_clock, limits_checked: boo
         problems.append(FieldProblem("occurred_at", "must be an RFC 3339 timestamp string"))
     else:
         try:
-            occurred_at = rfc3339(parse_rfc3339(occurred_at).timestamp())
+            occurred_at = normalized_rfc3339(occurred_at)
         except ValueError as exc:
             problems.append(FieldProblem("occurred_at", f"not an RFC 3339 timestamp: {exc}"))
 
