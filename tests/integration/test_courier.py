@@ -9,7 +9,7 @@ acted on.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -58,11 +58,13 @@ class Rig:
     registry: EndpointRegistry
     endpoint: EndpointFactory
     producer: AIOKafkaProducer
+    attempt_logs: list[AttemptLog] = field(default_factory=list)
 
     def courier(self, sender: ScriptedSender, settings: Settings | None = None) -> Courier:
         settings = settings or self.settings
         names = TopicNames(settings)
         ops = OpsEvents(self.producer, names.ops)
+        self.attempt_logs.append(AttemptLog(self.producer, names.attempts, linger_s=0.005))
         return courier_for(
             settings,
             self.registry,
@@ -71,11 +73,13 @@ class Rig:
             dead_letters=DeadLetters(self.producer, names.dlq, max_value_bytes=1 << 20),
             disabler=EndpointDisabler(self.registry, ops),
             ops=ops,
-            attempt_log=AttemptLog(self.producer, names.attempts),
+            attempt_log=self.attempt_logs[-1],
         )
 
     async def landed(self) -> Landed:
-        await self.producer.flush()  # the attempt log is queued, not awaited
+        for attempt_log in self.attempt_logs:  # its records are held, not awaited
+            await attempt_log.stop()
+        await self.producer.flush()
         settings, names = self.settings, TopicNames(self.settings)
         return Landed(
             tiers=await read_to_end(settings, *names.retry_tiers.values()),

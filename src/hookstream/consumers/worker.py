@@ -63,6 +63,7 @@ class Worker:
         self.router = Router(settings, self.registry, self.catalog, self.metrics)
         self._session: ConnectionPool | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._attempt_log: AttemptLog | None = None
         self.dispatcher: Dispatcher | None = None
         self._redis: Redis | None = None
         self.attempt_index: AttemptIndex | None = None
@@ -98,6 +99,9 @@ class Worker:
         self.health = HealthBook(self.settings, self.gates, self._producer, self._redis)
         await self.health.start()
         self.sequencer = Sequencer(self.settings, self._producer, self.retry_tiers)
+        self._attempt_log = AttemptLog(
+            self._producer, names.attempts, linger_s=self.settings.producer_linger_ms / 1000
+        )
         self.courier = Courier(
             self.settings,
             self.registry,
@@ -107,7 +111,7 @@ class Worker:
             dead_letters=self.dead_letters,
             disabler=EndpointDisabler(self.registry, self.ops),
             ops=self.ops,
-            attempt_log=AttemptLog(self._producer, names.attempts),
+            attempt_log=self._attempt_log,
             metrics=self.metrics,
             sequencer=self.sequencer,
         )
@@ -147,6 +151,8 @@ class Worker:
         router_s = time.monotonic() - started
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        if self._attempt_log is not None:
+            await self._attempt_log.stop()  # the last attempts' records, before the producer
         for index in (self.attempt_index, self.dlq_index):
             if index is not None:
                 await index.stop()

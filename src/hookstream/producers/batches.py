@@ -8,12 +8,14 @@ partition's open `BatchBuilder`; a full one is sent at once, and `send` sends
 the rest. The acknowledgements are one per produce batch (decision 043).
 
 Records go to the partition `producer.send` would pick (`KeyedPartitioner`),
-in the order they were added, so a key's records keep their order.
+in the order they were added, so a key's records keep their order. A batch
+the producer did not take (a timeout while the one ahead drains) is kept and
+sent first by the next `send`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -31,16 +33,25 @@ class PartitionBatches:
         self._partitioner = partitioner
         self._partitions: list[int] = []
         self._open: dict[int, BatchBuilder] = {}
+        self._unsent: list[tuple[int, BatchBuilder]] = []  # closed, not taken by the producer
         self._acks: list[Awaitable[RecordMetadata]] = []
 
     async def start(self) -> None:
         """Begin a round: learn the topic's partitions, forget what a failed round left."""
         self._partitions = sorted(await self._producer.partitions_for(self._topic))
         self._open.clear()
+        self._unsent.clear()
         self._acks.clear()
 
-    async def add(self, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
-        """Append one record to its partition's batch; a batch that is full is sent."""
+    @property
+    def holding(self) -> bool:
+        """True while records wait for `send`."""
+        return bool(self._open or self._unsent)
+
+    async def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        """Append one record to its partition's batch; a batch that is full is sent.
+        A KafkaError means the record was not added: add it again. (`headers` is a
+        list: aiokafka's record builder takes no other sequence.)"""
         partition = self._partitioner(key, self._partitions, self._partitions)
         builder = self._open.get(partition)
         if builder is None:
@@ -51,7 +62,10 @@ class PartitionBatches:
             builder.append(key=key, value=value, timestamp=None, headers=headers)
 
     async def send(self) -> list[Awaitable[RecordMetadata]]:
-        """Send every open batch; the acknowledgements of all sent since the last call."""
+        """Send every batch held; the acknowledgements of all sent since the last call.
+        A KafkaError leaves what was not sent held for the next call."""
+        while self._unsent:
+            await self._enqueue(*self._unsent.pop(0))
         for partition in list(self._open):
             await self._send(partition)
         acks, self._acks = self._acks, []
@@ -59,6 +73,13 @@ class PartitionBatches:
 
     async def _send(self, partition: int) -> None:
         builder = self._open.pop(partition)
-        self._acks.append(
-            await self._producer.send_batch(builder, self._topic, partition=partition)
-        )
+        builder.close()  # nothing more goes in: the producer sends it without a linger
+        await self._enqueue(partition, builder)
+
+    async def _enqueue(self, partition: int, builder: BatchBuilder) -> None:
+        try:
+            ack = await self._producer.send_batch(builder, self._topic, partition=partition)
+        except BaseException:
+            self._unsent.append((partition, builder))
+            raise
+        self._acks.append(ack)

@@ -1,0 +1,131 @@
+"""The attempt log holds records in batches it builds: they reach the broker a linger
+later or at `stop`, each once, in the endpoint's partition; a refused write is
+retried or, if for good, raised (the embedded broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+
+from hookstream.config import Settings
+from hookstream.consumers.attempts import AttemptLog, attempt_entry
+from hookstream.engine.outcome import AttemptResult, Verdict
+from hookstream.kafka import key_partition
+from hookstream.topics import TopicNames
+from tests.conftest import eventually, read_to_end
+from tests.couriers import delivery_task
+
+OK = AttemptResult(status=204, duration_ms=3.0, excerpt=b"fine")
+
+
+async def _record(log: AttemptLog, endpoint_id: str, n: int) -> None:
+    task = delivery_task(endpoint_id, n)
+    await log.record(task, attempt_entry(task, OK, Verdict.DELIVERED, 1.0), OK, None)
+
+
+class _Refusing:
+    """A producer that refuses its first `refuse` batches with `error`."""
+
+    def __init__(self, producer: AIOKafkaProducer, refuse: int, error: Exception) -> None:
+        self._producer = producer
+        self.refuse = refuse
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> Any:
+        if self.refuse > 0:
+            self.refuse -= 1
+            raise self._error
+        return await self._producer.send_batch(*args, **kwargs)
+
+
+@pytest.fixture
+async def producer(settings: Settings) -> Any:
+    started = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await started.start()
+    yield started
+    await started.stop()
+
+
+async def test_records_reach_the_broker_a_linger_later_without_a_stop(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    topic = TopicNames(settings).attempts
+    log = AttemptLog(producer, topic, linger_s=0.005)
+    for n in range(300):
+        await _record(log, f"ep_{n % 7}", n)
+
+    async def all_there() -> bool:
+        return len(await read_to_end(settings, topic)) == 300
+
+    await eventually(all_there, timeout=30, interval=0.2, message="attempt records not sent")
+    records = await read_to_end(settings, topic)
+    assert sorted(orjson.loads(r.value)["message_id"] for r in records if r.value) == sorted(
+        f"msg_ep_{n % 7}_{n}" for n in range(300)
+    )
+    for record in records:
+        assert record.key is not None
+        assert record.partition == key_partition(record.key.decode(), settings.partitions)
+    await log.stop()
+    assert len(await read_to_end(settings, topic)) == 300  # nothing twice
+
+
+async def test_stop_sends_what_is_held(settings: Settings, producer: AIOKafkaProducer) -> None:
+    topic = TopicNames(settings).attempts
+    log = AttemptLog(producer, topic, linger_s=3600)  # only `stop` sends
+    for n in range(50):
+        await _record(log, "ep_a", n)
+    await log.stop()
+    await producer.flush()
+    values = [orjson.loads(r.value) for r in await read_to_end(settings, topic) if r.value]
+    assert [v["message_id"] for v in values] == [f"msg_ep_a_{n}" for n in range(50)]
+    assert {v["outcome"] for v in values} == {"delivered"}
+
+
+async def test_a_batch_the_producer_refuses_for_a_while_is_sent_again_once(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    topic = TopicNames(settings).attempts
+    refusing = _Refusing(producer, refuse=2, error=KafkaTimeoutError())
+    log = AttemptLog(refusing, topic, linger_s=0.005)
+    for n in range(20):
+        await _record(log, "ep_b", n)
+
+    async def all_there() -> bool:
+        return len(await read_to_end(settings, topic)) == 20
+
+    await eventually(all_there, timeout=30, interval=0.2, message="refused batch not sent again")
+    await log.stop()
+    await producer.flush()
+    records = await read_to_end(settings, topic)
+    assert refusing.refuse == 0
+    assert [orjson.loads(r.value)["message_id"] for r in records if r.value] == [
+        f"msg_ep_b_{n}" for n in range(20)
+    ]
+
+
+async def test_a_write_refused_for_good_is_raised_by_the_next_record(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    topic = TopicNames(settings).attempts
+    log = AttemptLog(
+        _Refusing(producer, refuse=100, error=TopicAuthorizationFailedError()),
+        topic,
+        linger_s=0.005,
+    )
+    await _record(log, "ep_c", 1)
+
+    async def record_until_refused() -> None:
+        for n in range(2, 200):
+            await _record(log, "ep_c", n)
+            await asyncio.sleep(0.01)
+
+    with pytest.raises(TopicAuthorizationFailedError):
+        await record_until_refused()
