@@ -46,6 +46,20 @@ class _Refusing:
         return await self._producer.send_batch(*args, **kwargs)
 
 
+class _SlowMetadata:
+    """A producer whose metadata answers after a turn of the broker (a fresh client)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    async def partitions_for(self, topic: str) -> Any:
+        await asyncio.sleep(0.01)
+        return await self._producer.partitions_for(topic)
+
+
 @pytest.fixture
 async def producer(settings: Settings) -> Any:
     started = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
@@ -129,3 +143,19 @@ async def test_a_write_refused_for_good_is_raised_by_the_next_record(
 
     with pytest.raises(TopicAuthorizationFailedError):
         await record_until_refused()
+
+
+async def test_records_added_at_once_by_many_deliveries_on_a_new_log_all_land(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    # The first records find the log not started, and learning the topic's
+    # partitions waits for the broker: every one of them is kept.
+    topic = TopicNames(settings).attempts
+    log = AttemptLog(_SlowMetadata(producer), topic, linger_s=0.005)
+    await asyncio.gather(*(_record(log, f"ep_{n % 5}", n) for n in range(200)))
+    await log.stop()
+    await producer.flush()
+    records = await read_to_end(settings, topic)
+    assert sorted(orjson.loads(r.value)["message_id"] for r in records if r.value) == sorted(
+        f"msg_ep_{n % 5}_{n}" for n in range(200)
+    )

@@ -77,18 +77,3 @@ async def test_a_full_batch_is_sent_and_a_new_one_opened(settings: Settings) -> 
     ones = [r.value for r in records if r.key == b"one-key"]
     assert ones == [body + b"%d" % n for n in range(10)]
     assert [r.value for r in records if r.key == b"big"] == [b"y" * 5000]
-
-
-async def test_a_new_round_forgets_what_a_failed_one_left_open(settings: Settings) -> None:
-    topic = TopicNames(settings).deliveries
-    producer = await _producer(settings)
-    try:
-        batches = PartitionBatches(producer, topic, KeyedPartitioner())
-        await batches.start()
-        await batches.add(b"k", b"abandoned", [])  # the round fails before `send`
-        await batches.start()
-        await batches.add(b"k", b"kept", [])
-        await asyncio.wait_for(asyncio.gather(*await batches.send()), timeout=30)
-    finally:
-        await producer.stop()
-    assert [r.value for r in await read_to_end(settings, topic)] == [b"kept"]

@@ -37,11 +37,8 @@ class PartitionBatches:
         self._acks: list[Awaitable[RecordMetadata]] = []
 
     async def start(self) -> None:
-        """Begin a round: learn the topic's partitions, forget what a failed round left."""
+        """Learn the topic's partitions (before the first `add`; again is harmless)."""
         self._partitions = sorted(await self._producer.partitions_for(self._topic))
-        self._open.clear()
-        self._unsent.clear()
-        self._acks.clear()
 
     @property
     def holding(self) -> bool:
