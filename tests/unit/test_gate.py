@@ -377,3 +377,36 @@ def test_an_old_request_is_blamed_only_while_the_endpoint_holds_every_slot() -> 
     g.started(2.0)
     assert g.admit(2.0).park_s == pytest.approx(11.0)  # 11 ahead, 2 s ÷ 2 each
     assert g.overdue(2.0, position=1)  # 2 ahead: 2 s
+
+
+def test_a_slot_taken_for_a_waiter_that_has_not_run_does_not_blame_the_endpoint() -> None:
+    # As above, but the free slot was taken in a waiter's name (handed on as a
+    # request ended) and the waiter has not run yet: its request is not out, so
+    # the endpoint still holds only one slot, and the old request is not blamed.
+    g = gate()
+    for _ in range(10):
+        run(g, OK, 0.0)
+    g.admit(0.0)
+    g.started(0.0)
+    for _ in range(10):
+        assert g.admit(0.0).park_s is None
+    g.taken()  # the second slot, for the first waiter
+    assert (g.in_flight, g.waiting, g.can_start()) == (2, 9, False)
+    assert g.admit(2.0).park_s is None
+    assert not g.overdue(2.0, position=8)
+    g.going(2.0)  # it runs: both requests are out
+    assert g.admit(2.0).park_s == pytest.approx(11.0)  # 11 ahead, 2 s ÷ 2 each
+
+
+def test_a_slot_handed_back_is_free_and_its_delivery_waits_again() -> None:
+    g = gate()
+    g.admit(0.0)
+    g.admit(0.0)
+    g.started(0.0)
+    g.taken()  # in the second delivery's name
+    g.handed_back()  # it was cancelled before it ran
+    assert (g.in_flight, g.waiting, g.can_start()) == (1, 1, True)
+    g.abandoned(started=False)
+    assert (g.in_flight, g.waiting) == (1, 0)
+    g.finished(OK, 0.1)
+    assert (g.in_flight, len(g._starts)) == (0, 0)

@@ -191,3 +191,49 @@ async def test_a_waiter_is_asked_again_after_each_hold_until_it_has_a_slot() -> 
     await asyncio.sleep(0.15)  # their holds end with nobody waiting: nobody is asked
     assert len(asked) == before
     assert (gate.in_flight, gate.waiting) == (2, 0)
+
+
+async def test_slots_freed_together_go_to_the_first_waiters_each_once_in_order() -> None:
+    # Slots freed back to back, before any waiter runs: each goes to one waiter,
+    # in arrival order, and is that waiter's; no waiter is woken to find its
+    # slot gone and queue again at the back.
+    gates = EndpointGates(GateSettings(hold_max_s=5.0, initial_concurrency=3, max_concurrency=3))
+    gate = gates.gate(ENDPOINT)
+    order: list[int] = []
+
+    async def deliver(n: int) -> Entry:
+        entry = await gates.enter(ENDPOINT, None, reserved=False)
+        order.append(n)
+        return entry
+
+    tasks = [asyncio.create_task(deliver(n)) for n in range(12)]
+    await asyncio.sleep(0.01)
+    assert order == [0, 1, 2]
+    for burst in ((0, 1), (2, 3, 4), (5, 6, 7)):
+        for n in burst:
+            gates.leave(tasks[n].result(), OK)  # all before any waiter runs
+        assert gate.in_flight == 3  # taken in the woken waiters' names at once
+        await asyncio.sleep(0.01)
+        assert gate.in_flight == 3
+    assert order == list(range(11))
+    assert (gate.in_flight, gate.waiting) == (3, 1)
+    tasks[11].cancel()
+    await asyncio.gather(tasks[11], return_exceptions=True)
+    assert (gate.in_flight, gate.waiting) == (3, 0)
+
+
+async def test_a_cap_raised_between_leaves_hands_every_new_slot_once() -> None:
+    gates = _gates(hold_s=5.0)
+    gate = gates.gate(ENDPOINT)
+    tasks = await _enter_all(gates, 8)
+    await asyncio.sleep(0.01)
+    gate.concurrency.limit = 5.0  # the adaptive cap grew
+    gates.leave(tasks[0].result(), OK)  # one leaves: four slots free
+    assert (gate.in_flight, gate.waiting) == (5, 2)
+    await asyncio.sleep(0.01)
+    assert [t.done() for t in tasks] == [True] * 6 + [False] * 2
+    assert all(t.result().park_s is None for t in tasks[:6])
+    for task in tasks[6:]:
+        task.cancel()
+    await asyncio.gather(*tasks[6:], return_exceptions=True)
+    assert (gate.in_flight, gate.waiting) == (5, 0)

@@ -183,56 +183,60 @@ class EndpointGates:
     # -- concurrency slots -------------------------------------------------------
 
     async def _take_slot(self, gate: EndpointGate, hold_s: float) -> bool:
-        """Wait, in arrival order, until the endpoint's cap lets one more delivery start.
+        """Wait, in arrival order, until the endpoint's cap lets one more delivery start;
+        True once this delivery holds a slot.
 
-        Every `hold_s` without a slot the gate is asked again whether the turn is
-        still far off (`overdue`); False when it is: the delivery is parked."""
+        A freed slot is taken in the first waiter's name as it is handed on
+        (`_wake`), so nobody who arrives or runs sooner can take it first, and a
+        waiter is woken once, for a slot that is its own. Every `hold_s` without a
+        slot the gate is asked again whether the turn is still far off
+        (`overdue`); False when it is: the delivery is parked."""
         if gate.can_start() and gate.endpoint_id not in self._waiters:
             gate.started(self._clock())
             return True
         loop = asyncio.get_running_loop()
-        while True:
-            waiters = self._waiters.setdefault(gate.endpoint_id, deque())
-            waiter = _Waiter(loop.create_future())
-            waiters.append(waiter)
-            try:
-                while not waiter.handed:
-                    holds = self._holds.get(gate.endpoint_id)
-                    if holds is None:
-                        holds = self._holds[gate.endpoint_id] = _Holds(loop, hold_s)
-                    holds.add(waiter.future)
-                    await waiter.future
-                    if waiter.handed:
-                        break
-                    if gate.overdue(self._clock(), waiters.index(waiter), delay_s=self._delay_s()):
-                        waiters.remove(waiter)
-                        self._wake(gate)
-                        return False
-                    waiter.future = loop.create_future()
-            except asyncio.CancelledError:
-                if not waiter.handed:
-                    with contextlib.suppress(ValueError):
-                        waiters.remove(waiter)
-                self._wake(gate)  # a slot handed to this waiter goes to the next
-                raise
-            if gate.can_start():
-                break
-        gate.started(self._clock())
-        return True
+        waiters = self._waiters.setdefault(gate.endpoint_id, deque())
+        waiter = _Waiter(loop.create_future())
+        waiters.append(waiter)
+        try:
+            while True:
+                holds = self._holds.get(gate.endpoint_id)
+                if holds is None:
+                    holds = self._holds[gate.endpoint_id] = _Holds(loop, hold_s)
+                holds.add(waiter.future)
+                await waiter.future
+                if waiter.handed:
+                    gate.going(self._clock())
+                    return True
+                if gate.overdue(self._clock(), waiters.index(waiter), delay_s=self._delay_s()):
+                    waiters.remove(waiter)
+                    self._wake(gate)
+                    return False
+                waiter.future = loop.create_future()
+        except asyncio.CancelledError:
+            if waiter.handed:
+                gate.handed_back()  # taken in its name, never used
+            else:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+            self._wake(gate)  # the slot goes to the next
+            raise
 
     def _delay_s(self) -> float:
         return self._loop_delay.delay_s if self._loop_delay is not None else 0.0
 
     def _wake(self, gate: EndpointGate) -> None:
+        """Hand each free slot to the next waiter, taking it in the waiter's name."""
         waiters = self._waiters.get(gate.endpoint_id)
-        free = gate.concurrency.cap - gate.in_flight
-        while waiters and free > 0:
+        if waiters is None:
+            return
+        while waiters and gate.can_start():
             waiter = waiters.popleft()
             waiter.handed = True
+            gate.taken()
             if not waiter.future.done():
                 waiter.future.set_result(None)  # else nudged: it sees `handed` when it runs
-            free -= 1
-        if waiters is not None and not waiters:
+        if not waiters:
             del self._waiters[gate.endpoint_id]
 
 
@@ -243,7 +247,7 @@ class _Waiter:
 
     def __init__(self, future: asyncio.Future[None]) -> None:
         self.future = future  # done when handed a slot, or nudged to ask `overdue`
-        self.handed = False  # a slot was handed to it
+        self.handed = False  # a slot was taken in its name: it holds it
 
 
 class _Holds:

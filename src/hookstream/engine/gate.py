@@ -156,10 +156,11 @@ class EndpointGate:
 
     def _start_every(self, now: float, delay_s: float) -> float:
         """Seconds between starts while the endpoint is at its cap: latency ÷ cap.
-        The oldest request's age counts only while every slot is out: with one
-        free, the next start waits for the worker, not the endpoint (decision 038)."""
+        The oldest request's age counts only while every slot has a request out:
+        with one free, or taken by a waiter that has not run yet, the next start
+        waits for the worker, not the endpoint (decision 038)."""
         latency_s = (self.window.baseline_ms or COLD_LATENCY_S * 1000) / 1000
-        if self._starts and self.in_flight >= self.concurrency.cap:
+        if self._starts and len(self._starts) >= self.concurrency.cap:
             age_s = min(now - self._starts[0], self.settings.request_timeout_s)
             latency_s = max(latency_s, age_s)
         latency_s = max(latency_s - delay_s, COLD_LATENCY_S)
@@ -198,10 +199,26 @@ class EndpointGate:
         return self._pacer.reserve(now) if self._pacer is not None else 0.0
 
     def started(self, now: float) -> None:
-        """An admitted delivery took its concurrency slot at `now`."""
+        """An admitted delivery took a free concurrency slot and goes at `now`."""
+        self.taken()
+        self.going(now)
+
+    def taken(self) -> None:
+        """A concurrency slot was taken in a waiting delivery's name, as it was freed."""
         self.waiting -= 1
         self.in_flight += 1
+
+    def going(self, now: float) -> None:
+        """The delivery holding a taken slot goes at `now`: from then on its request
+        is out, and its age counts."""
         self._starts.append(now)
+
+    def handed_back(self) -> None:
+        """A slot taken in a waiting delivery's name was never used: the delivery was
+        cancelled before it ran. It is free again, and the delivery counts as
+        waiting, for `abandoned` to settle."""
+        self.in_flight -= 1
+        self.waiting += 1
 
     def recheck(self, now: float, *, probe: bool = False) -> float | None:
         """An admitted delivery just took its slot: if the circuit opened while it waited,
