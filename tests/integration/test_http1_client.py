@@ -271,6 +271,40 @@ async def test_cancelled_sends_give_their_slots_back() -> None:
     assert result.status == 204
 
 
+async def test_a_wait_for_a_connection_counts_in_the_attempts_timeout() -> None:
+    # One connection, held by a receiver that answers the first request late:
+    # those queued behind it time out at their own deadlines, in the pool, and
+    # their places go; once the held one is answered, the next send works.
+    gate = asyncio.Event()
+
+    async def held(_: bytes) -> bytes:
+        await gate.wait()
+        return b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    receiver = Receiver(held)
+    async with (
+        build_session(Settings(dev_mode=True, http_connections_per_host=1)) as pool,
+        receiver as url,
+    ):
+        holder = asyncio.ensure_future(sender_for(pool, timeout_s=10).send(request(url)))
+        await _until(lambda: receiver.open == 1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        queued = [sender_for(pool, timeout_s=t).send(request(url)) for t in (0.3, 0.6, 0.9)]
+        timed_out = []
+        for result in asyncio.as_completed(queued):
+            timed_out.append(((await result).error_class, round(loop.time() - started, 1)))
+        assert [e for e, _ in timed_out] == ["timeout"] * 3
+        assert all(0.2 <= t <= 1.5 for _, t in timed_out)
+        assert [t for _, t in timed_out] == sorted(t for _, t in timed_out)
+        assert not pool._waiters  # nobody left in line
+        gate.set()
+        assert (await asyncio.wait_for(holder, 5)).status == 204
+        after = await asyncio.wait_for(sender_for(pool).send(request(url)), 5)
+    assert after.status == 204
+    assert receiver.most_open == 1
+
+
 async def test_a_timeout_mid_reply_drops_the_connection_and_the_next_attempt_works() -> None:
     calls = 0
 

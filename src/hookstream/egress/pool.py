@@ -12,11 +12,13 @@ connected to as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import yarl
 from aiohttp.abc import AbstractResolver
@@ -80,15 +82,16 @@ class ConnectionPool:
         self._in_use[origin] = in_use + 1
         return connection
 
-    async def acquire(self, origin: Origin) -> Http1Connection:
+    async def acquire(self, origin: Origin, deadline: float | None = None) -> Http1Connection:
         """A connection to `origin`, reused or new; waits while the origin is at its cap.
 
-        Raises DeliveryError (unreachable, forbidden) when no connection can be made;
-        the slot is then given back."""
+        Raises DeliveryError (unreachable, forbidden) when no connection can be made,
+        and TimeoutError when there is none by `deadline` (loop time); the slot is
+        then given back."""
         if self._closed:
             raise EndpointUnreachable("the sender is closed")
         if self._in_use.get(origin, 0) >= self._limit_per_host or origin in self._waiters:
-            await self._wait_turn(origin)  # a slot is handed over, already counted
+            await self._wait_turn(origin, deadline)  # a slot is handed over, already counted
         else:
             self._in_use[origin] = self._in_use.get(origin, 0) + 1
         idle = self._idle.get(origin)
@@ -99,7 +102,10 @@ class ConnectionPool:
                 return connection
             connection.abort()
         try:
-            return await self._connect(origin)
+            if deadline is None:
+                return await self._connect(origin)
+            async with asyncio.timeout_at(deadline):
+                return await self._connect(origin)
         except BaseException:
             self._give_back(origin)
             raise
@@ -135,20 +141,29 @@ class ConnectionPool:
 
     # -- slots --------------------------------------------------------------------
 
-    async def _wait_turn(self, origin: Origin) -> None:
+    async def _wait_turn(self, origin: Origin, deadline: float | None) -> None:
+        """Wait for a slot of `origin`, handed over by `_give_back`; TimeoutError at
+        `deadline`. One timer per wait, not `asyncio.timeout_at`: most attempts at a
+        busy origin wait here, and the timeout context cost them 5% of a worker."""
+        loop = asyncio.get_running_loop()
         waiters = self._waiters.setdefault(origin, deque())
-        turn = asyncio.get_running_loop().create_future()
+        turn = loop.create_future()
         waiters.append(turn)
+        timer = None if deadline is None else loop.call_at(deadline, time_out, turn)
         try:
             await turn
         except BaseException:
-            if turn.done() and not turn.cancelled():
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
                 self._give_back(origin)  # handed a slot it will not use: pass it on
             else:
-                waiters.remove(turn)
-                if not waiters:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(turn)
+                if not waiters and self._waiters.get(origin) is waiters:
                     del self._waiters[origin]
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _give_back(self, origin: Origin) -> None:
         """One slot of `origin` is done with: handed to the first waiter, else freed."""
@@ -209,6 +224,12 @@ class ConnectionPool:
             self._addresses.clear()
         self._addresses[(host, port)] = (now + self._dns_ttl_s, addresses)
         return addresses
+
+
+def time_out(future: asyncio.Future[Any]) -> None:
+    """A timer's end: `future` fails with TimeoutError unless it is done already."""
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def origin_of(url: yarl.URL) -> Origin:

@@ -24,7 +24,7 @@ from aiohttp.abc import AbstractResolver
 from hookstream import __version__
 from hookstream.config import Settings
 from hookstream.egress.connection import Reply
-from hookstream.egress.pool import ConnectionPool, origin_of
+from hookstream.egress.pool import ConnectionPool, origin_of, time_out
 from hookstream.egress.resolver import GuardedResolver
 from hookstream.engine.destinations import EgressPolicy, destination
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest
@@ -72,8 +72,7 @@ class HttpSender:
             deadline = loop.time() + self._timeout_s
             connection = self._pool.take_idle(origin)
             if connection is None:
-                async with asyncio.timeout_at(deadline):
-                    connection = await self._pool.acquire(origin)
+                connection = await self._pool.acquire(origin, deadline)
             try:
                 reply = await _by(
                     deadline, connection.request(head, request.body, self._excerpt_bytes), loop
@@ -111,16 +110,11 @@ async def _by(
 ) -> Reply:
     """`reply`, or TimeoutError at `deadline` (loop time). One timer per attempt: the
     cheaper form of `asyncio.timeout` for a future of our own (decision 032)."""
-    timer = loop.call_at(deadline, _expire, reply)
+    timer = loop.call_at(deadline, time_out, reply)
     try:
         return await reply
     finally:
         timer.cancel()
-
-
-def _expire(reply: asyncio.Future[Reply]) -> None:
-    if not reply.done():
-        reply.set_exception(TimeoutError())
 
 
 # Reading the rest of a normal reply keeps the keep-alive connection reusable and
