@@ -61,3 +61,38 @@ def test_a_body_that_is_not_a_json_object_or_too_long_is_poison(body: bytes, pro
     with pytest.raises(InvalidInput, match=problem):
         DeliveryTask.from_record(task.headers(), body, max_body_bytes=100)
     assert DeliveryTask.from_record(task.headers(), b'{"ok": 1}', max_body_bytes=100).body
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("message_id", b"\xff"),
+        ("event_id", b"\xc3"),
+        ("endpoint_id", b"ep_\xfe"),
+        ("tenant", b"\xed\xa0\x80"),  # a UTF-16 surrogate, not UTF-8
+        ("event_type", b"a.\x80"),
+        ("subject", b"\xff"),
+        ("attempt", b"two"),
+        ("due_at", b"1.5"),
+        ("occurred_at", b""),
+        ("order_seq", b"x"),
+    ],
+)
+def test_an_undecodable_header_is_poison(name: str, raw: bytes) -> None:
+    event = validate_event({"type": "a.b", "tenant": "t", "subject": "s", "data": {}})
+    task = DeliveryTask.for_event(event, "ep_1", b"{}").in_chain(3, 2)
+    headers = [(n, raw if n == name else v) for n, v in task.headers()]
+    assert name in dict(headers)
+    with pytest.raises(InvalidInput, match="undecodable delivery headers"):
+        DeliveryTask.from_record(headers, b"{}")
+    assert DeliveryTask.from_record(task.headers(), b"{}") == task
+
+
+def test_a_record_without_a_subject_or_chain_reads_as_none() -> None:
+    event = validate_event({"type": "a.b", "tenant": "t", "data": {}})
+    task = DeliveryTask.for_event(event, "ep_1", b"{}")
+    names = [n for n, _ in task.headers()]
+    assert "subject" not in names
+    assert "order_seq" not in names
+    again = DeliveryTask.from_record(task.headers(), b"{}")
+    assert (again.subject, again.order_seq, again.order_prev) == ("", None, None)

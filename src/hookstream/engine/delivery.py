@@ -18,9 +18,6 @@ from hookstream.engine.event import Event
 from hookstream.errors import FieldProblem, InvalidInput
 
 Headers = Sequence[tuple[str, bytes]]
-_TEXT_HEADERS = frozenset(
-    {"message_id", "event_id", "endpoint_id", "tenant", "event_type", "subject"}
-)
 
 
 def message_id_for(event_id: str, endpoint_id: str) -> str:
@@ -121,22 +118,27 @@ class DeliveryTask:
             occurred_at_ms = int(found.get("occurred_at", b"0"))
             order_seq = int(found["order_seq"]) if "order_seq" in found else None
             order_prev = int(found.get("order_prev", b"-1"))
-            text = {k: v.decode() for k, v in found.items() if k in _TEXT_HEADERS}
+            message_id = found["message_id"].decode()
+            event_id = found["event_id"].decode()
+            endpoint_id = found["endpoint_id"].decode()
+            tenant = found["tenant"].decode()
+            event_type = found["event_type"].decode()
+            subject = found["subject"].decode() if "subject" in found else ""
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput([FieldProblem("record", "undecodable delivery headers")]) from None
         return cls(
-            message_id=text["message_id"],
-            event_id=text["event_id"],
-            endpoint_id=text["endpoint_id"],
-            tenant=text["tenant"],
-            event_type=text["event_type"],
+            message_id=message_id,
+            event_id=event_id,
+            endpoint_id=endpoint_id,
+            tenant=tenant,
+            event_type=event_type,
             body=value,
             attempt=attempt,
             due_at_ms=due_at_ms,
             history=found.get("history", b"[]"),
             reserved=found.get("reserved") == b"1",
             occurred_at_ms=occurred_at_ms,
-            subject=text.get("subject", ""),
+            subject=subject,
             order_seq=order_seq,
             order_prev=None if order_seq is None or order_prev < 0 else order_prev,
         )
