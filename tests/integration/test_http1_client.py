@@ -97,6 +97,16 @@ def fixed(raw: bytes) -> Reply:
 NO_CONTENT = fixed(b"HTTP/1.1 204 No Content\r\n\r\n")
 
 
+def held_until(gate: asyncio.Event) -> Reply:
+    """204 No Content, once `gate` is set."""
+
+    async def reply(_: bytes) -> bytes:
+        await gate.wait()
+        return b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    return reply
+
+
 @pytest.fixture
 async def pool() -> AsyncIterator[ConnectionPool]:
     async with build_session(Settings(dev_mode=True)) as pool:
@@ -227,11 +237,7 @@ async def test_a_header_that_would_split_the_request_is_refused_unsent(
 
 async def test_the_per_host_cap_bounds_open_connections() -> None:
     gate = asyncio.Event()
-
-    async def held(_: bytes) -> bytes:
-        await gate.wait()
-        return b"HTTP/1.1 204 No Content\r\n\r\n"
-
+    held = held_until(gate)
     receiver = Receiver(held)
     async with (
         build_session(Settings(dev_mode=True, http_connections_per_host=2)) as pool,
@@ -250,11 +256,7 @@ async def test_the_per_host_cap_bounds_open_connections() -> None:
 
 async def test_cancelled_sends_give_their_slots_back() -> None:
     gate = asyncio.Event()
-
-    async def held(_: bytes) -> bytes:
-        await gate.wait()
-        return b"HTTP/1.1 204 No Content\r\n\r\n"
-
+    held = held_until(gate)
     async with (
         build_session(Settings(dev_mode=True, http_connections_per_host=1)) as pool,
         Receiver(held) as url,
@@ -276,11 +278,7 @@ async def test_a_wait_for_a_connection_counts_in_the_attempts_timeout() -> None:
     # those queued behind it time out at their own deadlines, in the pool, and
     # their places go; once the held one is answered, the next send works.
     gate = asyncio.Event()
-
-    async def held(_: bytes) -> bytes:
-        await gate.wait()
-        return b"HTTP/1.1 204 No Content\r\n\r\n"
-
+    held = held_until(gate)
     receiver = Receiver(held)
     async with (
         build_session(Settings(dev_mode=True, http_connections_per_host=1)) as pool,

@@ -358,12 +358,8 @@ def test_rate_limit_parks_keep_their_reserved_slots_and_stay_out_of_the_line() -
     assert g._parked_until == 0.0
 
 
-def test_an_old_request_is_blamed_only_while_the_endpoint_holds_every_slot() -> None:
-    # 100 ms answers, cap 2. One request out since 0.0, the other slot free and
-    # 10 deliveries admitted but not started yet: at 2.0 they wait for the
-    # worker to start them, not for the endpoint. Ahead of the next one: 10
-    # starts at 100 ms ÷ 2, 0.5 s, so it waits in memory. Were the 2 s old
-    # request blamed, it would be 10 s, and parked.
+def _one_old_request_and_ten_admitted() -> EndpointGate:
+    """Cap 2, 100 ms answers: one request out since 0.0, ten admitted, none started."""
     g = gate()
     for _ in range(10):
         run(g, OK, 0.0)
@@ -371,6 +367,16 @@ def test_an_old_request_is_blamed_only_while_the_endpoint_holds_every_slot() -> 
     g.started(0.0)
     for _ in range(10):
         assert g.admit(0.0).park_s is None
+    return g
+
+
+def test_an_old_request_is_blamed_only_while_the_endpoint_holds_every_slot() -> None:
+    # 100 ms answers, cap 2. One request out since 0.0, the other slot free and
+    # 10 deliveries admitted but not started yet: at 2.0 they wait for the
+    # worker to start them, not for the endpoint. Ahead of the next one: 10
+    # starts at 100 ms ÷ 2, 0.5 s, so it waits in memory. Were the 2 s old
+    # request blamed, it would be 10 s, and parked.
+    g = _one_old_request_and_ten_admitted()
     assert g.admit(2.0).park_s is None
     assert not g.overdue(2.0, position=8)
     # Once both slots are out, the oldest one's age decides again.
@@ -383,13 +389,7 @@ def test_a_slot_taken_for_a_waiter_that_has_not_run_does_not_blame_the_endpoint(
     # As above, but the free slot was taken in a waiter's name (handed on as a
     # request ended) and the waiter has not run yet: its request is not out, so
     # the endpoint still holds only one slot, and the old request is not blamed.
-    g = gate()
-    for _ in range(10):
-        run(g, OK, 0.0)
-    g.admit(0.0)
-    g.started(0.0)
-    for _ in range(10):
-        assert g.admit(0.0).park_s is None
+    g = _one_old_request_and_ten_admitted()
     g.taken()  # the second slot, for the first waiter
     assert (g.in_flight, g.waiting, g.can_start()) == (2, 9, False)
     assert g.admit(2.0).park_s is None
