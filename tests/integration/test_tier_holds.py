@@ -7,13 +7,15 @@ import time
 from collections import Counter
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
 from hookstream.engine.delivery import DeliveryTask, webhook_body
 from hookstream.engine.event import validate_event
 from hookstream.engine.retry import placement
 from hookstream.topics import TopicNames
-from tests.conftest import EndpointFactory, SinkFactory, eventually, stop_within
+from tests.conftest import EndpointFactory, SinkFactory, eventually, read_to_end, stop_within
 
 PARKED = 40
 
@@ -70,3 +72,52 @@ async def test_a_tier_of_parks_due_one_after_another_is_fetched_once(
         assert all(r.received_at <= due[r.webhook_id] + 1.0 for r in received)
     finally:
         await stop_within(worker)
+
+
+async def test_a_deliveries_record_due_later_goes_to_a_tier_and_holds_nothing_up(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    # A record on `deliveries` itself that is due in an hour (not one the router
+    # writes: written by hand, or by another tool), with an ordinary one behind
+    # it in the same partition. The ordinary one is delivered now; the other
+    # waits in a tier, not in front of the partition.
+    sink = await sink_factory()
+    endpoint = await endpoint_factory(sink.url, "acme", ["order.*"])
+    names = TopicNames(settings)
+    later, now = (
+        DeliveryTask.for_event(event, endpoint.id, webhook_body(event))
+        for event in (
+            validate_event({"type": "order.paid", "tenant": "acme", "data": {"n": n}})
+            for n in range(2)
+        )
+    )
+    due_at_ms = int((time.time() + 3600) * 1000)
+    later = later.parked(due_at_ms=due_at_ms, reserved=False)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await producer.start()
+    try:
+        for task in (later, now):
+            await producer.send_and_wait(
+                names.deliveries,
+                value=task.body,
+                key=task.endpoint_id.encode(),
+                headers=task.headers(),
+            )
+    finally:
+        await producer.stop()
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        await eventually(
+            lambda: len(sink.recorder.received) >= 1,
+            message=lambda: "the record behind the one due later was not delivered",
+        )
+        tiers = worker.retry_tiers
+        assert tiers is not None
+        await eventually(lambda: tiers.hops == 1, message=lambda: f"{tiers.hops} hops")
+        assert [r.webhook_id for r in sink.recorder.received] == [now.message_id]
+    finally:
+        await stop_within(worker)
+    placed = await read_to_end(settings, *names.retry_tiers.values())
+    assert [dict(r.headers)["message_id"].decode() for r in placed] == [later.message_id]
+    assert int(dict(placed[0].headers)["due_at"]) == due_at_ms

@@ -134,14 +134,20 @@ class Dispatcher:
 
     async def _start(self, tp: TopicPartition, records: Sequence[Record], generation: int) -> None:
         """Start `records` of `tp` in order, up to a hole, a tier record not ready yet
-        (held, with those behind it), or a rebalance."""
+        (held, with those behind it), or a rebalance.
+
+        `deliveries` itself is never held: what the router and a redrive write
+        there is due at once, and a record that says otherwise goes to the
+        courier, which places it in the tier its wait fits. Held, it would stop
+        every endpoint of its partition until it was due."""
+        deliveries = self._names.deliveries
         for n, record in enumerate(records):
             if self._generation != generation:
                 return
             if self._after_hole(tp, record):
                 return  # read again from the hole
-            if self._hold_until_due(tp, records, n, generation):
-                return  # the rest of this partition waits behind its head
+            if tp.topic != deliveries and self._hold_until_due(tp, records, n, generation):
+                return  # the rest of this tier partition waits behind its head
             await self._window.acquire()
             if self._generation != generation:
                 # A rebalance began while we waited: the revoked partitions were
