@@ -121,3 +121,56 @@ async def test_a_deliveries_record_due_later_goes_to_a_tier_and_holds_nothing_up
     placed = await read_to_end(settings, *names.retry_tiers.values())
     assert [dict(r.headers)["message_id"].decode() for r in placed] == [later.message_id]
     assert int(dict(placed[0].headers)["due_at"]) == due_at_ms
+
+
+async def test_a_tier_record_ready_far_later_than_its_tier_holds_nothing_up(
+    settings: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    # A record in the 1 s tier that says it is ready in an hour (no worker writes
+    # that: a tier record is ready within its tier's delay and slack), with a
+    # park due in 1 s behind it. The tier is held for its own longest hold, then
+    # the far one goes on to the tier its wait fits and the park is delivered.
+    sink = await sink_factory()
+    endpoint = await endpoint_factory(sink.url, "acme", ["order.*"])
+    names = TopicNames(settings)
+    far, soon = (
+        DeliveryTask.for_event(event, endpoint.id, webhook_body(event))
+        for event in (
+            validate_event({"type": "order.paid", "tenant": "acme", "data": {"n": n}})
+            for n in range(2)
+        )
+    )
+    hour_ms = int((time.time() + 3600) * 1000)
+    far = far.parked(due_at_ms=hour_ms, reserved=False)
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        tiers = worker.retry_tiers
+        assert tiers is not None
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                names.retry_tiers[1.0],
+                value=far.body,
+                key=far.endpoint_id.encode(),
+                headers=[*far.headers(), ("ready_at", b"%d" % hour_ms)],
+            )
+        finally:
+            await producer.stop()
+        parked_at = time.time()
+        await tiers.park(soon, 1.0, reserved=False)
+        await eventually(
+            lambda: len(sink.recorder.received) >= 1,
+            message=lambda: "the park behind the far record was not delivered",
+        )
+        assert [r.webhook_id for r in sink.recorder.received] == [soon.message_id]
+        # Its own second, and at most the far one's hold of 1.2 s ahead of it.
+        assert sink.recorder.received[0].received_at - parked_at < 1.0 + 1.2 + 2.0
+        await eventually(lambda: tiers.hops == 1, message=lambda: f"{tiers.hops} hops")
+    finally:
+        await stop_within(worker)
+    placed = await read_to_end(settings, *names.retry_tiers.values())
+    hopped = [r for r in placed if r.topic != names.retry_tiers[1.0]]
+    assert [dict(r.headers)["message_id"].decode() for r in hopped] == [far.message_id]
+    assert int(dict(hopped[0].headers)["due_at"]) == hour_ms

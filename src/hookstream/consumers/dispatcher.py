@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from hookstream.config import Settings
 from hookstream.consumers.courier import Courier
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
+from hookstream.engine.retry import landing_slack
 from hookstream.kafka import FetchWait, LogEndGuard, consumer_options, past_end, stop_client
 from hookstream.topics import TopicNames
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 HOLE_ACCEPT_S = 30.0  # how long a gap in a partition's offsets is read again before it is accepted
 HELD_MAX = 64  # fetched tier records kept in memory per partition while its head is not ready
+# A loop timer ends at most a millisecond early: a head this far from ready when
+# its hold ends was held as long as its tier holds anything, and is not ours.
+EARLY_RELEASE_S = 0.1
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -55,6 +59,11 @@ class Dispatcher:
         self._names = TopicNames(settings)
         self.courier = courier
         self._topics = [self._names.deliveries, *self._names.retry_tiers.values()]
+        # No tier record is written ready later than its tier's delay and slack
+        # (engine/retry.py, `placement`): the most a tier partition is held.
+        self._longest_hold = {
+            topic: tier + landing_slack(tier) for tier, topic in self._names.retry_tiers.items()
+        }
         self._resumers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._clock = clock
         self._window = asyncio.Semaphore(settings.in_flight)
@@ -132,7 +141,14 @@ class Dispatcher:
             for tp, records in batch.items():
                 await self._start(tp, records, generation)
 
-    async def _start(self, tp: TopicPartition, records: Sequence[Record], generation: int) -> None:
+    async def _start(
+        self,
+        tp: TopicPartition,
+        records: Sequence[Record],
+        generation: int,
+        *,
+        released: bool = False,
+    ) -> None:
         """Start `records` of `tp` in order, up to a hole, a tier record not ready yet
         (held, with those behind it), or a rebalance.
 
@@ -146,7 +162,10 @@ class Dispatcher:
                 return
             if self._after_hole(tp, record):
                 return  # read again from the hole
-            if tp.topic != deliveries and self._hold_until_due(tp, records, n, generation):
+            held_before = released and n == 0
+            if tp.topic != deliveries and self._hold_until_due(
+                tp, records, n, generation, released=held_before
+            ):
                 return  # the rest of this tier partition waits behind its head
             await self._window.acquire()
             if self._generation != generation:
@@ -182,10 +201,16 @@ class Dispatcher:
         return True
 
     def _hold_until_due(
-        self, tp: TopicPartition, records: Sequence[Record], head: int, generation: int
+        self,
+        tp: TopicPartition,
+        records: Sequence[Record],
+        head: int,
+        generation: int,
+        *,
+        released: bool = False,
     ) -> bool:
         """Hold a retry-tier partition whose head record (`records[head]`) is not ready
-        yet; True if held.
+        yet; True if held. `released`: this head was held already.
 
         The partition is paused. Up to HELD_MAX of the records fetched, from its
         head on, wait in memory and are started from there when the head is
@@ -193,9 +218,14 @@ class Dispatcher:
         parks in line (decision 033) has a head ready every few milliseconds:
         fetching the partition again for each one fetched and decoded the same
         records again and again (decision 036)."""
-        wait_s = _ready_at_ms(records[head].headers) / 1000 - self._clock()
-        if wait_s <= 0:
+        ready_in_s = _ready_at_ms(records[head].headers) / 1000 - self._clock()
+        if ready_in_s <= 0:
             return False
+        if released and ready_in_s > EARLY_RELEASE_S:
+            # Held as long as its tier holds anything, and still far from ready: a
+            # `ready_at` we did not write. The courier places its wait again.
+            return False
+        wait_s = min(ready_in_s, self._longest_hold[tp.topic])
         consumer = self._consumer
         assert consumer is not None
         held = records[head : head + HELD_MAX]
@@ -216,7 +246,7 @@ class Dispatcher:
         self, tp: TopicPartition, held: Sequence[Record], generation: int
     ) -> None:
         try:
-            await self._start(tp, held, generation)
+            await self._start(tp, held, generation, released=True)
         except Exception as exc:
             self._fail(exc)
             return
