@@ -84,27 +84,8 @@ async def test_a_deliveries_record_due_later_goes_to_a_tier_and_holds_nothing_up
     sink = await sink_factory()
     endpoint = await endpoint_factory(sink.url, "acme", ["order.*"])
     names = TopicNames(settings)
-    later, now = (
-        DeliveryTask.for_event(event, endpoint.id, webhook_body(event))
-        for event in (
-            validate_event({"type": "order.paid", "tenant": "acme", "data": {"n": n}})
-            for n in range(2)
-        )
-    )
-    due_at_ms = int((time.time() + 3600) * 1000)
-    later = later.parked(due_at_ms=due_at_ms, reserved=False)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
-    await producer.start()
-    try:
-        for task in (later, now):
-            await producer.send_and_wait(
-                names.deliveries,
-                value=task.body,
-                key=task.endpoint_id.encode(),
-                headers=task.headers(),
-            )
-    finally:
-        await producer.stop()
+    later, now, due_at_ms = _an_hour_off_and_one_now(endpoint.id)
+    await _write(settings, names.deliveries, (later, []), (now, []))
     worker = Worker(settings)
     await worker.start()
     try:
@@ -133,31 +114,13 @@ async def test_a_tier_record_ready_far_later_than_its_tier_holds_nothing_up(
     sink = await sink_factory()
     endpoint = await endpoint_factory(sink.url, "acme", ["order.*"])
     names = TopicNames(settings)
-    far, soon = (
-        DeliveryTask.for_event(event, endpoint.id, webhook_body(event))
-        for event in (
-            validate_event({"type": "order.paid", "tenant": "acme", "data": {"n": n}})
-            for n in range(2)
-        )
-    )
-    hour_ms = int((time.time() + 3600) * 1000)
-    far = far.parked(due_at_ms=hour_ms, reserved=False)
+    far, soon, hour_ms = _an_hour_off_and_one_now(endpoint.id)
     worker = Worker(settings)
     await worker.start()
     try:
         tiers = worker.retry_tiers
         assert tiers is not None
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                names.retry_tiers[1.0],
-                value=far.body,
-                key=far.endpoint_id.encode(),
-                headers=[*far.headers(), ("ready_at", b"%d" % hour_ms)],
-            )
-        finally:
-            await producer.stop()
+        await _write(settings, names.retry_tiers[1.0], (far, [("ready_at", b"%d" % hour_ms)]))
         parked_at = time.time()
         await tiers.park(soon, 1.0, reserved=False)
         await eventually(
@@ -174,3 +137,35 @@ async def test_a_tier_record_ready_far_later_than_its_tier_holds_nothing_up(
     hopped = [r for r in placed if r.topic != names.retry_tiers[1.0]]
     assert [dict(r.headers)["message_id"].decode() for r in hopped] == [far.message_id]
     assert int(dict(hopped[0].headers)["due_at"]) == hour_ms
+
+
+def _an_hour_off_and_one_now(endpoint_id: str) -> tuple[DeliveryTask, DeliveryTask, int]:
+    """Two deliveries to `endpoint_id`: one due in an hour, one due now; and the hour
+    (epoch ms)."""
+    later, now = (
+        DeliveryTask.for_event(event, endpoint_id, webhook_body(event))
+        for event in (
+            validate_event({"type": "order.paid", "tenant": "acme", "data": {"n": n}})
+            for n in range(2)
+        )
+    )
+    hour_ms = int((time.time() + 3600) * 1000)
+    return later.parked(due_at_ms=hour_ms, reserved=False), now, hour_ms
+
+
+async def _write(
+    settings: Settings, topic: str, *records: tuple[DeliveryTask, list[tuple[str, bytes]]]
+) -> None:
+    """Write each task to `topic` as a worker would, with extra headers, in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await producer.start()
+    try:
+        for task, extra in records:
+            await producer.send_and_wait(
+                topic,
+                value=task.body,
+                key=task.endpoint_id.encode(),
+                headers=[*task.headers(), *extra],
+            )
+    finally:
+        await producer.stop()
