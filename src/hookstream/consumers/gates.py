@@ -28,8 +28,10 @@ from hookstream.engine.clock import parse_rfc3339
 from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.gate import EndpointGate, GateSettings
 from hookstream.engine.outcome import AttemptResult
+from hookstream.engine.values import direct_init
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One delivery at its endpoint's gate: admitted (started) or to be parked."""

@@ -16,12 +16,14 @@ from typing import cast
 
 import httptools
 
+from hookstream.engine.values import direct_init
 from hookstream.errors import DeliveryError, EndpointConnectionError, ResponseTooLarge
 
 # The reply headers an attempt reads, lower case; every other header is skipped.
 _KEPT = frozenset({b"webhook-delivery", b"retry-after", b"content-length"})
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A receiver's whole answer to one request."""

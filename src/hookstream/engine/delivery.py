@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from hookstream.engine.event import Event
+from hookstream.engine.values import direct_init
 from hookstream.errors import FieldProblem, InvalidInput
 
 Headers = Sequence[tuple[str, bytes]]
@@ -31,6 +32,7 @@ def webhook_body(event: Event) -> bytes:
     return orjson.dumps({"type": event.type, "timestamp": event.occurred_at, "data": event.data})
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class DeliveryTask:
     """What the dispatcher needs to attempt one delivery."""

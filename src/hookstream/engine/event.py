@@ -24,6 +24,7 @@ from hookstream.engine.names import (
     are_channels,
     event_type_problem,
 )
+from hookstream.engine.values import direct_init
 from hookstream.errors import FieldProblem, InvalidInput
 
 # Dot-separated words of letters, digits and underscores: invoice.paid, user_v2.created.
@@ -31,6 +32,7 @@ from hookstream.errors import FieldProblem, InvalidInput
 ENVELOPE_FIELDS = frozenset({"id", "type", "tenant", "subject", "occurred_at", "data", "channels"})
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """A domain event as it travels through the `events` topic."""

@@ -37,6 +37,7 @@ from hookstream.engine.clock import rfc3339
 from hookstream.engine.health import HealthState, HealthWindow, state_for, stats_dict
 from hookstream.engine.outcome import AttemptResult
 from hookstream.engine.throttle import AdaptiveConcurrency, RateLimit
+from hookstream.engine.values import direct_init
 
 # Answer time assumed before an endpoint has answered: low, so a new endpoint's
 # first burst is admitted; the eviction after `hold_max_s` bounds a wrong guess.
@@ -56,6 +57,7 @@ class GateSettings:
     circuit: CircuitSettings = field(default_factory=CircuitSettings)
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What to do with one delivery now."""

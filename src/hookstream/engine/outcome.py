@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from hookstream.engine.values import direct_init
+
 
 class Verdict(enum.Enum):
     """The decision for a message after one attempt."""
@@ -20,6 +22,7 @@ class Verdict(enum.Enum):
     DEAD = "dead"
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
     """What happened on the wire: a status, or the error class that prevented one."""
@@ -39,6 +42,7 @@ class AttemptResult:
         return self.status is not None and 200 <= self.status < 300
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class OutgoingRequest:
     """A signed webhook ready to POST."""

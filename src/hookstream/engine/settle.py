@@ -18,8 +18,10 @@ from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.gate import EndpointGate
 from hookstream.engine.outcome import AttemptResult, Verdict, judge
 from hookstream.engine.retry import RetryPolicy, next_wait
+from hookstream.engine.values import direct_init
 
 
+@direct_init
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What to do with a message after one attempt."""
