@@ -21,26 +21,24 @@ from hookstream.engine.settle import Settlement
 from hookstream.engine.values import direct_init
 
 
-@dataclass(frozen=True, slots=True)
-class _Plain:
-    a: int
-    b: str = "b"
-    c: tuple[int, ...] = ()
-    d: bool = dataclasses.field(default=False, kw_only=True)
+def _declared() -> type[Any]:
+    """The class both tests build: as the dataclass makes it, and through direct_init."""
 
-
-def _twin() -> type[Any]:
-    """_Plain again, through direct_init."""
-
-    @direct_init
-    @dataclass(frozen=True, slots=True)
-    class Twin:
+    class Declared:
         a: int
         b: str = "b"
         c: tuple[int, ...] = ()
         d: bool = dataclasses.field(default=False, kw_only=True)
 
-    return Twin
+    return Declared
+
+
+_Plain = dataclass(frozen=True, slots=True)(_declared())
+
+
+def _twin() -> type[Any]:
+    """_Plain again, through direct_init."""
+    return direct_init(dataclass(frozen=True, slots=True)(_declared()))
 
 
 @pytest.mark.parametrize(
