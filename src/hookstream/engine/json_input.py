@@ -12,9 +12,10 @@ later stage:
 Both checks run on every ingest path (API bodies, EventPublisher, records
 read from Kafka). On bytes, a scan in C decides whether the walk is needed at
 all: a document with at most MAX_DEPTH brackets cannot be too deep, and one
-without a run of 19 digits holds no wide integer. That run is found by
-mapping every digit to "0" and looking for nineteen of them, which costs
-0.55 µs on a 342-byte event where a regular expression cost 6.9 µs.
+without 20 digits in a row, or 19 after a minus, holds no wide integer. Those
+runs are found by mapping every digit to "0" and looking for the zeros,
+which costs 1.0 µs on a 342-byte event where a regular expression cost
+7.6 µs (decision 045).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ MAX_DEPTH: Final = 64
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**64 - 1
 _MAX_PROBLEMS: Final = 10
-# Every number wider than 64 bits has at least 19 digits (2^64 has 20, -2^63 - 1 has 19).
+# Where a number may be wider than 64 bits: 20 digits (2^64), or 19 after a minus (-2^63 - 1).
 _DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
-_NINETEEN_DIGITS: Final = b"0" * 19
+_TWENTY_DIGITS: Final = b"0" * 20
+_MINUS_AND_NINETEEN: Final = b"-" + b"0" * 19
 
 
 def loads(raw: bytes) -> Any:
@@ -51,10 +53,12 @@ def loads(raw: bytes) -> Any:
 
 
 def may_hold_a_wide_integer(raw: bytes) -> bool:
-    """False when `raw` has no run of 19 digits, so no integer outside 64 bits.
+    """False when `raw` has no 20 digits in a row and no 19 after a minus, so no
+    integer outside 64 bits.
 
-    True also for long digit runs inside strings: the caller then checks exactly."""
-    return _NINETEEN_DIGITS in raw.translate(_DIGITS_AS_ZERO)
+    True also for such runs inside strings: the caller then checks exactly."""
+    digits = raw.translate(_DIGITS_AS_ZERO)
+    return _TWENTY_DIGITS in digits or _MINUS_AND_NINETEEN in digits
 
 
 def value_problems(value: Any, root: str = "") -> list[FieldProblem]:
