@@ -7,7 +7,7 @@ import time
 import aiohttp
 import pytest
 
-from hookstream.engine.signing import generate_secret, secret_key, signature_header
+from hookstream.engine.signing import SigningKey, generate_secret, signature_header
 from tests.conftest import SinkFactory
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ def _signed(secret: str, body: bytes, ts: int | None = None) -> dict[str, str]:
     return {
         "webhook-id": "msg_1",
         "webhook-timestamp": str(ts),
-        "webhook-signature": signature_header([secret_key(secret)], "msg_1", ts, body),
+        "webhook-signature": signature_header([SigningKey.of(secret)], "msg_1", ts, body),
         "hookstream-event-id": "evt_1",
         "content-type": "application/json",
     }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hmac
+import random
 import time
 
 import pytest
@@ -10,6 +12,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookstream.engine.signing import (
     InvalidSignature,
+    SigningKey,
     generate_secret,
     secret_key,
     sign,
@@ -26,6 +29,32 @@ SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 def test_sign_reproduces_the_published_standard_webhooks_example() -> None:
     assert sign(secret_key(SPEC_SECRET), SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIGNATURE
+
+
+def test_a_signing_key_reproduces_the_published_example_every_time() -> None:
+    key = SigningKey.of(SPEC_SECRET)
+    for _ in range(3):  # signing must not change the keyed state
+        assert key.sign(SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIGNATURE
+
+
+def test_a_signing_key_signs_as_hmac_digest_does_for_any_input() -> None:
+    rng = random.Random(46)
+    keys = [rng.randbytes(n) for n in (24, 32, 64, 65, 200)]  # past 64 bytes HMAC hashes the key
+    signers = [SigningKey(key) for key in keys]
+    for _ in range(500):
+        n = rng.randrange(len(keys))
+        msg_id = f"msg_{rng.randrange(10**9)}"
+        timestamp = rng.randrange(2**40)
+        body = rng.randbytes(rng.choice((0, 1, 63, 64, 300, 5000)))
+        mac = hmac.digest(keys[n], b"%s.%d.%s" % (msg_id.encode(), timestamp, body), "sha256")
+        expected = "v1," + base64.b64encode(mac).decode()
+        assert signers[n].sign(msg_id, timestamp, body) == expected
+        assert sign(keys[n], msg_id, timestamp, body) == expected
+
+
+def test_signing_key_of_refuses_what_secret_key_refuses() -> None:
+    with pytest.raises(ValueError, match="base64"):
+        SigningKey.of("whsec_not base64!")
 
 
 def test_generated_secret_has_the_prefix_and_at_least_24_bytes() -> None:
@@ -48,7 +77,7 @@ def _headers(secret: str, ts: int, body: bytes) -> dict[str, str]:
     return {
         "webhook-id": SPEC_ID,
         "webhook-timestamp": str(ts),
-        "webhook-signature": signature_header([secret_key(secret)], SPEC_ID, ts, body),
+        "webhook-signature": signature_header([SigningKey.of(secret)], SPEC_ID, ts, body),
     }
 
 
@@ -70,7 +99,7 @@ def test_reference_library_rejects_a_tampered_body() -> None:
 def test_verify_accepts_any_of_several_signatures() -> None:
     old, new = generate_secret(), generate_secret()
     body = b"{}"
-    header = signature_header([secret_key(old), secret_key(new)], SPEC_ID, 100, body)
+    header = signature_header([SigningKey.of(old), SigningKey.of(new)], SPEC_ID, 100, body)
     hdrs = {"webhook-id": SPEC_ID, "webhook-timestamp": "100", "webhook-signature": header}
     verify([new], hdrs, body, now=100)
     verify([old], hdrs, body, now=100)

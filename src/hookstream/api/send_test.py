@@ -21,7 +21,7 @@ from hookstream.api.state import SENDER
 from hookstream.egress import USER_AGENT
 from hookstream.engine.clock import rfc3339, system_clock
 from hookstream.engine.outcome import OutgoingRequest
-from hookstream.engine.signing import secret_key, signed_headers
+from hookstream.engine.signing import SigningKey, signed_headers
 
 routes = Operations("endpoints")
 TEST_TYPE = "hookstream.test"
@@ -42,7 +42,7 @@ async def test_endpoint(request: web.Request) -> web.Response:
             "data": {"endpoint_id": endpoint.id, "message": "a test webhook from hookstream"},
         }
     )
-    keys = [secret_key(s) for s in endpoint.signing_secrets(now)]
+    keys = [SigningKey.of(s) for s in endpoint.signing_secrets(now)]
     headers = signed_headers(
         keys, message_id, int(now), body, endpoint.headers, user_agent=USER_AGENT
     )

@@ -44,7 +44,7 @@ from hookstream.engine.endpoint import Endpoint
 from hookstream.engine.ordering import Admission
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest, Sender, Verdict
 from hookstream.engine.settle import Settlement, settle
-from hookstream.engine.signing import secret_key, signed_headers
+from hookstream.engine.signing import SigningKey, signed_headers
 from hookstream.errors import InvalidInput
 from hookstream.topics import TopicNames
 from hookstream.views.registry import EndpointRegistry
@@ -57,7 +57,8 @@ _OUTCOME_LEVEL = {
     Verdict.RETRY: logging.INFO,
     Verdict.DEAD: logging.WARNING,
 }
-_MAX_CACHED_KEYS = 100_000
+# Keyed signing states kept (about 0.8 KB each); past it the cache starts over.
+_MAX_CACHED_KEYS = 10_000
 GAVE_UP = "its predecessors were not seen for 10 minutes after they were due"
 
 
@@ -99,7 +100,7 @@ class Courier:
         # the event limit was not written by the router.
         self._max_body_bytes = settings.max_event_bytes + 64 * 1024
         self._retry_policy = settings.retry_policy  # parsed once, not per attempt
-        self._keys: dict[str, tuple[bytes, ...]] = {}
+        self._keys: dict[str, tuple[SigningKey, ...]] = {}
         self.dropped = 0  # unreadable records and deliveries to deleted endpoints
 
     async def deliver(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -245,7 +246,7 @@ class Courier:
         if keys is None:
             if len(self._keys) > _MAX_CACHED_KEYS:
                 self._keys.clear()
-            keys = tuple(secret_key(s) for s in endpoint.signing_secrets(now))
+            keys = tuple(SigningKey.of(s) for s in endpoint.signing_secrets(now))
             if not endpoint.previous_secrets:
                 self._keys[endpoint.secret] = keys
         headers = signed_headers(

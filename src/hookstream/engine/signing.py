@@ -41,15 +41,38 @@ def secret_key(secret: str) -> bytes:
     return key
 
 
+class SigningKey:
+    """One HMAC-SHA256 key, keyed once: each signature copies the keyed state.
+
+    Keying hashes the padded key twice; a copy of the keyed state skips that,
+    and signs a 400-byte body in about half the time of `hmac.digest` (decision
+    046). The state holds about 0.8 KB outside Python's heap."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hmac.new(key, digestmod="sha256")
+
+    @classmethod
+    def of(cls, secret: str) -> SigningKey:
+        """The key inside a `whsec_` secret; ValueError if it is not one."""
+        return cls(secret_key(secret))
+
+    def sign(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """One signature entry, `v1,<base64 HMAC-SHA256 of "msg_id.timestamp.body">`."""
+        mac = self._keyed.copy()
+        mac.update(b"%s.%d.%s" % (msg_id.encode(), timestamp, body))
+        return "v1," + base64.b64encode(mac.digest()).decode()
+
+
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One signature entry, `v1,<base64 HMAC-SHA256 of "msg_id.timestamp.body">`."""
-    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+    """One signature entry with a key used once (a receiver's check)."""
+    return SigningKey(key).sign(msg_id, timestamp, body)
 
 
-def signature_header(keys: Iterable[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+def signature_header(keys: Iterable[SigningKey], msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value: one entry per key, space separated."""
-    return " ".join(sign(key, msg_id, timestamp, body) for key in keys)
+    return " ".join(key.sign(msg_id, timestamp, body) for key in keys)
 
 
 def verify(
@@ -85,7 +108,7 @@ def verify(
 
 
 def signed_headers(
-    keys: Iterable[bytes],
+    keys: Iterable[SigningKey],
     msg_id: str,
     timestamp: int,
     body: bytes,
