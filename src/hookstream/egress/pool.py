@@ -18,12 +18,12 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 import yarl
 from aiohttp.abc import AbstractResolver
 
 from hookstream.egress.connection import Http1Connection
+from hookstream.egress.deadlines import Deadlines
 from hookstream.errors import DeliveryError, EndpointUnreachable
 
 Origin = tuple[str, str, int]  # scheme, host (IDNA, no brackets), port
@@ -53,6 +53,7 @@ class ConnectionPool:
         self._waiters: dict[Origin, deque[asyncio.Future[None]]] = {}
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._closed = False
+        self._deadlines = Deadlines()  # of the waits for a slot
 
     async def __aenter__(self) -> ConnectionPool:
         return self
@@ -143,13 +144,14 @@ class ConnectionPool:
 
     async def _wait_turn(self, origin: Origin, deadline: float | None) -> None:
         """Wait for a slot of `origin`, handed over by `_give_back`; TimeoutError at
-        `deadline`. One timer per wait, not `asyncio.timeout_at`: most attempts at a
-        busy origin wait here, and the timeout context cost them 5% of a worker."""
+        `deadline`. Not `asyncio.timeout_at`: most attempts at a busy origin wait
+        here, and the timeout context cost them 5% of a worker (decision 046)."""
         loop = asyncio.get_running_loop()
         waiters = self._waiters.setdefault(origin, deque())
         turn = loop.create_future()
         waiters.append(turn)
-        timer = None if deadline is None else loop.call_at(deadline, time_out, turn)
+        if deadline is not None:
+            self._deadlines.watch(turn, deadline, loop)
         try:
             await turn
         except BaseException:
@@ -162,8 +164,7 @@ class ConnectionPool:
                     del self._waiters[origin]
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            self._deadlines.forget(turn)
 
     def _give_back(self, origin: Origin) -> None:
         """One slot of `origin` is done with: handed to the first waiter, else freed."""
@@ -224,12 +225,6 @@ class ConnectionPool:
             self._addresses.clear()
         self._addresses[(host, port)] = (now + self._dns_ttl_s, addresses)
         return addresses
-
-
-def time_out(future: asyncio.Future[Any]) -> None:
-    """A timer's end: `future` fails with TimeoutError unless it is done already."""
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 def origin_of(url: yarl.URL) -> Origin:

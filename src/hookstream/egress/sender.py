@@ -24,7 +24,8 @@ from aiohttp.abc import AbstractResolver
 from hookstream import __version__
 from hookstream.config import Settings
 from hookstream.egress.connection import Reply
-from hookstream.egress.pool import ConnectionPool, origin_of, time_out
+from hookstream.egress.deadlines import Deadlines
+from hookstream.egress.pool import ConnectionPool, origin_of
 from hookstream.egress.resolver import GuardedResolver
 from hookstream.engine.destinations import EgressPolicy, destination
 from hookstream.engine.outcome import AttemptResult, OutgoingRequest
@@ -59,6 +60,7 @@ class HttpSender:
         self._timeout_s = timeout_s
         self._excerpt_bytes = excerpt_bytes
         self._policy = policy
+        self._deadlines = Deadlines()
 
     async def send(self, request: OutgoingRequest) -> AttemptResult:
         """One attempt; every failure becomes an AttemptResult, nothing raises."""
@@ -75,7 +77,10 @@ class HttpSender:
                 connection = await self._pool.acquire(origin, deadline)
             try:
                 reply = await _by(
-                    deadline, connection.request(head, request.body, self._excerpt_bytes), loop
+                    deadline,
+                    connection.request(head, request.body, self._excerpt_bytes),
+                    self._deadlines,
+                    loop,
                 )
             except BaseException:
                 connection.abort()  # mid-request: never reused
@@ -106,15 +111,18 @@ class HttpSender:
 
 
 async def _by(
-    deadline: float, reply: asyncio.Future[Reply], loop: asyncio.AbstractEventLoop
+    deadline: float,
+    reply: asyncio.Future[Reply],
+    deadlines: Deadlines,
+    loop: asyncio.AbstractEventLoop,
 ) -> Reply:
-    """`reply`, or TimeoutError at `deadline` (loop time). One timer per attempt: the
-    cheaper form of `asyncio.timeout` for a future of our own (decision 032)."""
-    timer = loop.call_at(deadline, time_out, reply)
+    """`reply`, or TimeoutError at `deadline` (loop time): the cheaper form of
+    `asyncio.timeout` for a future of our own (decisions 032 and 046)."""
+    deadlines.watch(reply, deadline, loop)
     try:
         return await reply
     finally:
-        timer.cancel()
+        deadlines.forget(reply)
 
 
 # Reading the rest of a normal reply keeps the keep-alive connection reusable and
