@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from hookstream.engine.event import Event, decode_event, validate_event
+from hookstream.engine.event import ENVELOPE_FIELDS, Event, decode_event, validate_event
 from hookstream.errors import InvalidInput
 
 VALID: dict[str, Any] = {"type": "invoice.paid", "tenant": "acme", "data": {"amount": 42}}
@@ -92,6 +92,21 @@ def test_every_bad_field_is_reported_at_once() -> None:
     with pytest.raises(InvalidInput) as exc:
         validate_event({"type": "bad type", "data": "x"})
     assert _fields(exc) == {"type", "tenant", "data"}
+
+
+def test_every_unknown_field_is_named_in_order_and_every_envelope_field_is_known() -> None:
+    with pytest.raises(InvalidInput) as exc:
+        validate_event({**VALID, "zeta": 1, "alpha": 2, "Type": "x"})
+    assert [p.field for p in exc.value.problems] == ["Type", "alpha", "zeta"]
+    every = {
+        **VALID,
+        "id": "evt_1",
+        "subject": "s",
+        "channels": ["c"],
+        "occurred_at": "2026-01-02T03:04:05Z",
+    }
+    assert set(every) == ENVELOPE_FIELDS
+    assert validate_event(every).channels == ("c",)
 
 
 def test_a_non_object_is_refused() -> None:

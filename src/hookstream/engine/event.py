@@ -98,8 +98,9 @@ def validate_event(raw: Any, *, clock: Clock = system_clock, limits_checked: boo
     if not isinstance(raw, dict):
         raise InvalidInput([FieldProblem("$", "an event must be a JSON object")])
     problems: list[FieldProblem] = []
-    for name in sorted(set(raw) - ENVELOPE_FIELDS):
-        problems.append(FieldProblem(name, "unknown field"))
+    if not raw.keys() <= ENVELOPE_FIELDS:  # a set difference per event only when needed
+        for name in sorted(set(raw) - ENVELOPE_FIELDS):
+            problems.append(FieldProblem(name, "unknown field"))
 
     event_id = raw.get("id")
     if event_id is None:
