@@ -75,3 +75,18 @@ def test_a_latency_surge_shrinks_the_cap() -> None:
     cap = AdaptiveConcurrency(limit=20.0)
     cap.on_success(400.0, 100.0, saturated=True)
     assert cap.cap == 18
+
+
+def test_the_cap_follows_every_change_of_the_limit() -> None:
+    cap = AdaptiveConcurrency(limit=5.5, minimum=2)
+    assert cap.cap == 5
+    cap.limit = 3.99  # as a gate does when an endpoint's maximum is lowered
+    assert (cap.limit, cap.cap) == (3.99, 3)
+    cap.limit = 0.5
+    assert cap.cap == 2  # never below the minimum
+    cap.limit = 9.0
+    cap.on_success(400.0, 100.0, saturated=True)  # a surge: 9 × 0.9
+    assert cap.limit == pytest.approx(8.1)
+    assert cap.cap == 8
+    cap.on_overload(0.0)
+    assert cap.cap == 4

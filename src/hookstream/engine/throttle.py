@@ -13,8 +13,6 @@ halves it (at most once per `cooldown_s`, so one burst of failures counts once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class RateLimit:
     """A requests-per-second limit with a burst allowance, as reservations (GCRA)."""
@@ -41,29 +39,47 @@ class RateLimit:
         return max(0.0, self._tat - self._tolerance - now)
 
 
-@dataclass(slots=True)
 class AdaptiveConcurrency:
-    """An AIMD cap on requests in flight to one endpoint."""
+    """An AIMD cap on requests in flight to one endpoint.
 
-    limit: float
-    minimum: int = 1
-    maximum: int = 64
-    cooldown_s: float = 1.0
-    surge_factor: float = 3.0  # a latency this many times the baseline counts as overload
-    _last_cut: float = float("-inf")
+    `cap` is stored, and set again whenever `limit` changes: the gate reads it
+    several times per delivery, and as a property it cost 1% of a worker."""
+
+    __slots__ = ("_last_cut", "_limit", "cap", "cooldown_s", "maximum", "minimum", "surge_factor")
+
+    def __init__(
+        self,
+        limit: float,
+        minimum: int = 1,
+        maximum: int = 64,
+        cooldown_s: float = 1.0,
+        surge_factor: float = 3.0,  # a latency this many times the baseline counts as overload
+    ) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.cooldown_s = cooldown_s
+        self.surge_factor = surge_factor
+        self._last_cut = float("-inf")
+        self.limit = limit
 
     @property
-    def cap(self) -> int:
-        """Requests allowed in flight now."""
-        return max(self.minimum, int(self.limit))
+    def limit(self) -> float:
+        """The cap before rounding down: it grows by fractions."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: float) -> None:
+        self._limit = value
+        self.cap = max(self.minimum, int(value))  # requests allowed in flight now
 
     def on_success(self, latency_ms: float, baseline_ms: float | None, saturated: bool) -> None:
         """A 2xx: grow when the cap was the limit and latency is steady; shrink on a surge."""
         if baseline_ms is not None and latency_ms > self.surge_factor * baseline_ms:
             self._cut(0.9, None)
             return
-        if saturated:
-            self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
+        if saturated and self._limit < self.maximum:
+            limit = self._limit
+            self.limit = min(float(self.maximum), limit + 1.0 / max(1.0, limit))
 
     def on_overload(self, now: float) -> None:
         """A 429, 503 or timeout: halve the cap (once per cooldown)."""
@@ -74,4 +90,4 @@ class AdaptiveConcurrency:
             if now - self._last_cut < self.cooldown_s:
                 return
             self._last_cut = now
-        self.limit = max(float(self.minimum), self.limit * factor)
+        self.limit = max(float(self.minimum), self._limit * factor)
