@@ -11,64 +11,59 @@ import pytest
 from hookstream.egress.deadlines import Deadlines
 
 
-async def _failed_at(future: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> float:
+async def _failed_at(future: asyncio.Future[None]) -> float:
     """Loop time at which `future` failed with TimeoutError (generous bound: 10 s)."""
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(asyncio.shield(future), 10)
-    return loop.time()
+    return asyncio.get_running_loop().time()
+
+
+def _watch(deadlines: Deadlines, in_s: float) -> tuple[asyncio.Future[None], float]:
+    """A new future watched with a deadline `in_s` from now, and that deadline."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    deadline = loop.time() + in_s
+    deadlines.watch(future, deadline, loop)
+    return future, deadline
 
 
 async def test_a_future_fails_at_its_deadline_not_before() -> None:
-    loop = asyncio.get_running_loop()
     deadlines = Deadlines()
-    future: asyncio.Future[None] = loop.create_future()
-    deadline = loop.time() + 0.2
-    deadlines.watch(future, deadline, loop)
-    failed = await _failed_at(future, loop)
+    future, deadline = _watch(deadlines, 0.2)
+    failed = await _failed_at(future)
     assert deadline - 0.002 <= failed < deadline + 1.0
     assert len(deadlines) == 0
 
 
 async def test_a_forgotten_future_is_left_alone() -> None:
-    loop = asyncio.get_running_loop()
     deadlines = Deadlines()
-    kept: asyncio.Future[None] = loop.create_future()
-    deadlines.watch(kept, loop.time() + 0.05, loop)
+    kept, _ = _watch(deadlines, 0.05)
     deadlines.forget(kept)
-    late: asyncio.Future[None] = loop.create_future()
-    deadlines.watch(late, loop.time() + 0.1, loop)
-    await _failed_at(late, loop)
+    late, _ = _watch(deadlines, 0.1)
+    await _failed_at(late)
     assert not kept.done()
     assert len(deadlines) == 0
 
 
 async def test_a_nearer_deadline_watched_later_is_kept() -> None:
     """A request that waited for a connection arrives with the nearest deadline."""
-    loop = asyncio.get_running_loop()
     deadlines = Deadlines()
-    far: asyncio.Future[None] = loop.create_future()
-    deadlines.watch(far, loop.time() + 30, loop)
-    near: asyncio.Future[None] = loop.create_future()
-    deadline = loop.time() + 0.1
-    deadlines.watch(near, deadline, loop)
-    failed = await _failed_at(near, loop)
+    far, _ = _watch(deadlines, 30)
+    near, deadline = _watch(deadlines, 0.1)
+    failed = await _failed_at(near)
     assert failed < deadline + 1.0
     assert not far.done()
     deadlines.forget(far)
 
 
 async def test_the_timer_moves_on_when_the_nearest_is_answered() -> None:
-    loop = asyncio.get_running_loop()
     deadlines = Deadlines()
-    first: asyncio.Future[None] = loop.create_future()
-    second: asyncio.Future[None] = loop.create_future()
-    start = loop.time()
-    deadlines.watch(first, start + 0.1, loop)
-    deadlines.watch(second, start + 0.3, loop)
+    first, _ = _watch(deadlines, 0.1)
+    second, deadline = _watch(deadlines, 0.3)
     first.set_result(None)
     deadlines.forget(first)
-    failed = await _failed_at(second, loop)
-    assert start + 0.3 - 0.002 <= failed < start + 1.3
+    failed = await _failed_at(second)
+    assert deadline - 0.002 <= failed < deadline + 1.0
 
 
 async def test_many_futures_each_fail_at_its_own_deadline_or_not_at_all() -> None:
