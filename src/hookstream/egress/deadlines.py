@@ -1,12 +1,12 @@
 """The deadlines of the requests in flight, under one timer.
 
 A timer per request cost a uvloop timer handle started and stopped for every
-delivery, about 3 µs of the worker's CPU (decision 046). The sender keeps
-one for its replies, and the pool one for its waits for a connection. Here each request's
+delivery, about 3 µs of the worker's CPU (decision 046). Here each request's
 future is kept with its deadline in a dict, and one timer is set for the
 nearest deadline. A reply takes its future out of the dict. When the timer
 fires, every future past its deadline gets TimeoutError, and the timer is set
-for the nearest deadline left.
+for the nearest deadline left. The sender keeps one for its replies, and the
+pool one for its waits for a connection.
 
 Requests share one timeout, so under steady traffic the timer fires about
 once per timeout, and each firing reads every request then in flight. A
