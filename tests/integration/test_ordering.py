@@ -17,7 +17,7 @@ from hookstream.consumers.worker import Worker
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
 from tests.conftest import AUTH, EndpointFactory, eventually, read_to_end, stop_within
-from tests.ordered_receiver import interleaved, ordered_receiver
+from tests.ordered_receiver import OrderedReceiver, interleaved, ordered_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +127,7 @@ async def test_a_dead_message_lets_its_subject_move_on_and_says_order_broke(
             await eventually(
                 lambda: rx.delivered("a") == {1, 2, 4, 5, 6} and len(rx.delivered("b")) == 6,
                 timeout=60,
+                message=lambda: _timeline(rx, worker),
             )
             letters: list[Any] = []
             ops: list[dict[str, Any]] = []
@@ -152,6 +153,15 @@ async def test_a_dead_message_lets_its_subject_move_on_and_says_order_broke(
     assert event["tenant"] == "acme"
     assert event["data"]["subject"] == "a"
     assert event["data"]["endpoint_id"] == endpoint.id
+
+
+def _timeline(rx: OrderedReceiver, worker: Worker) -> str:
+    """What the receiver saw, s after the first attempt, and what the sequencer did."""
+    t0 = rx.arrivals[0].at if rx.arrivals else 0.0
+    seen = [(x.subject, x.n, x.ok, round(x.at - t0, 2)) for x in rx.arrivals]
+    sequencer = worker.sequencer
+    assert sequencer is not None
+    return f"attempts {seen}; held {sequencer.held}, given up {sequencer.given_up}"
 
 
 async def _ops_of(settings: Settings, kind: str) -> list[dict[str, Any]]:
