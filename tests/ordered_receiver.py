@@ -51,6 +51,13 @@ class OrderedReceiver:
         self.arrivals.append(Arrival(time.monotonic(), subject, n, headers["webhook-id"], ok))
         return web.Response(status=204 if ok else 500)
 
+    def timeline(self) -> str:
+        """Every attempt as (subject, n, answered 2xx, s after the first): what a
+        test's wait that ran out prints."""
+        t0 = self.arrivals[0].at if self.arrivals else 0.0
+        seen = [(a.subject, a.n, a.ok, round(a.at - t0, 2)) for a in self.arrivals]
+        return f"{len(seen)} attempts: {seen}"
+
     def attempts(self, subject: str) -> list[Arrival]:
         """Every attempt of `subject`, in arrival order."""
         return [a for a in self.arrivals if a.subject == subject]

@@ -17,7 +17,7 @@ from hookstream.consumers.worker import Worker
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
 from tests.conftest import AUTH, EndpointFactory, eventually, read_to_end, stop_within
-from tests.ordered_receiver import OrderedReceiver, interleaved, ordered_receiver
+from tests.ordered_receiver import interleaved, ordered_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ async def test_a_failed_message_holds_back_only_its_own_subject(
             await eventually(
                 lambda: rx.delivered("a") == rx.delivered("b") == set(range(1, 11)),
                 timeout=60,
-                message=lambda: f"delivered a={rx.delivered('a')} b={rx.delivered('b')}",
+                message=rx.timeline,
             )
         finally:
             await stop_within(worker)
@@ -95,11 +95,12 @@ async def test_many_subjects_with_retries_stay_in_order_and_an_unordered_endpoin
             await eventually(
                 lambda: all(ordered_rx.delivered(s) == set(range(1, 16)) for s in subjects),
                 timeout=120,
-                message=lambda: f"{len(ordered_rx.arrivals)} attempts so far",
+                message=ordered_rx.timeline,
             )
             await eventually(
                 lambda: all(plain_rx.delivered(s) == set(range(1, 16)) for s in subjects),
                 timeout=60,
+                message=plain_rx.timeline,
             )
         finally:
             await stop_within(worker)
@@ -127,7 +128,7 @@ async def test_a_dead_message_lets_its_subject_move_on_and_says_order_broke(
             await eventually(
                 lambda: rx.delivered("a") == {1, 2, 4, 5, 6} and len(rx.delivered("b")) == 6,
                 timeout=60,
-                message=lambda: _timeline(rx, worker),
+                message=rx.timeline,
             )
             letters: list[Any] = []
             ops: list[dict[str, Any]] = []
@@ -155,15 +156,6 @@ async def test_a_dead_message_lets_its_subject_move_on_and_says_order_broke(
     assert event["data"]["endpoint_id"] == endpoint.id
 
 
-def _timeline(rx: OrderedReceiver, worker: Worker) -> str:
-    """What the receiver saw, s after the first attempt, and what the sequencer did."""
-    t0 = rx.arrivals[0].at if rx.arrivals else 0.0
-    seen = [(x.subject, x.n, x.ok, round(x.at - t0, 2)) for x in rx.arrivals]
-    sequencer = worker.sequencer
-    assert sequencer is not None
-    return f"attempts {seen}; held {sequencer.held}, given up {sequencer.given_up}"
-
-
 async def _ops_of(settings: Settings, kind: str) -> list[dict[str, Any]]:
     records = await read_to_end(settings, TopicNames(settings).ops)
     return [e for e in (orjson.loads(r.value) for r in records) if e["type"] == kind]
@@ -185,7 +177,9 @@ async def test_a_parked_head_blocks_its_subject_like_a_retry(
         try:
             await _publish(fast, interleaved(subjects, 20))
             await eventually(
-                lambda: all(rx.delivered(s) == set(range(1, 21)) for s in subjects), timeout=90
+                lambda: all(rx.delivered(s) == set(range(1, 21)) for s in subjects),
+                timeout=90,
+                message=rx.timeline,
             )
         finally:
             await stop_within(worker)
@@ -210,15 +204,17 @@ async def test_a_blocked_subject_keeps_its_order_when_another_worker_takes_over(
         first = await _worker(settings)
         try:
             await _publish(settings, interleaved(["a", "b"], 10))
-            await eventually(lambda: len(rx.delivered("b")) == 10, timeout=60)
-            await eventually(lambda: len(rx.attempts("a")) >= 3, timeout=60)
+            await eventually(lambda: len(rx.delivered("b")) == 10, timeout=60, message=rx.timeline)
+            await eventually(lambda: len(rx.attempts("a")) >= 3, timeout=60, message=rx.timeline)
         finally:
             await stop_within(first)
         assert first.sequencer is not None
         assert first.sequencer.held > 0
         second = await _worker(settings)
         try:
-            await eventually(lambda: rx.delivered("a") == set(range(1, 11)), timeout=60)
+            await eventually(
+                lambda: rx.delivered("a") == set(range(1, 11)), timeout=60, message=rx.timeline
+            )
         finally:
             await stop_within(second)
     assert rx.first_successes("a") == list(range(1, 11))
