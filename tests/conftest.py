@@ -22,6 +22,7 @@ from aiohttp import web, web_app
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
 from hookstream.api import create_app
@@ -32,7 +33,7 @@ from hookstream.engine.destinations import DEV_EGRESS
 from hookstream.engine.endpoint import Endpoint, new_endpoint
 from hookstream.sink import SinkRecorder, create_sink_app
 from hookstream.stacks import every_suspended, suspended_at
-from hookstream.topics import ensure_topics
+from hookstream.topics import TopicNames, ensure_topics
 from hookstream.views.registry import EndpointRegistry
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -264,6 +265,19 @@ async def worker(fast: Settings) -> AsyncIterator[Worker]:
     await running.start()
     yield running
     await stop_within(running)
+
+
+def dispatcher_group_member(settings: Settings) -> AIOKafkaConsumer:
+    """A bare member of the dispatcher group (not started, nothing committed): its
+    join and its leave are each a rebalance of the workers' dispatchers."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=TopicNames(settings).dispatcher_group,
+        enable_auto_commit=False,
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+    )
 
 
 async def stop_within(worker: Worker, timeout: float = 90) -> None:

@@ -33,6 +33,16 @@ def delivery_task(endpoint_id: str, n: int, **fields: Any) -> DeliveryTask:
     )
 
 
+class HoldingTiers:
+    """Retry tiers for a sequencer under test: notes each message held, writes nothing."""
+
+    def __init__(self) -> None:
+        self.held: list[int | None] = []
+
+    async def hold(self, task: DeliveryTask, wait_s: float) -> None:
+        self.held.append(task.order_seq)
+
+
 @dataclass
 class ScriptedSender:
     """Answers each request with `script(n)` (n counts from 1) after `latency_s`,

@@ -3,6 +3,7 @@ fails the attempts it is told to, on a real loopback socket."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,10 +29,12 @@ class Arrival:
 
 @dataclass
 class OrderedReceiver:
-    """Answers 204, or 500 where `fail(subject, n, times_seen)` says so."""
+    """Answers 204, or 500 where `fail(subject, n, times_seen)` says so, after
+    `delay_s`."""
 
     secrets: list[str]
     fail: Callable[[str, int, int], bool] = lambda subject, n, seen: False
+    delay_s: float = 0.0
     url: str = ""
     arrivals: list[Arrival] = field(default_factory=list)
     rejected: int = 0
@@ -49,6 +52,8 @@ class OrderedReceiver:
         seen = 1 + sum(1 for a in self.arrivals if a.subject == subject and a.n == n)
         ok = not self.fail(subject, n, seen)
         self.arrivals.append(Arrival(time.monotonic(), subject, n, headers["webhook-id"], ok))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         return web.Response(status=204 if ok else 500)
 
     def timeline(self) -> str:
@@ -90,10 +95,10 @@ class OrderedReceiver:
 
 @asynccontextmanager
 async def ordered_receiver(
-    secrets: list[str], fail: Callable[[str, int, int], bool]
+    secrets: list[str], fail: Callable[[str, int, int], bool], *, delay_s: float = 0.0
 ) -> AsyncIterator[OrderedReceiver]:
     """An `OrderedReceiver` listening on a free loopback port until the block ends."""
-    receiver = OrderedReceiver(secrets, fail)
+    receiver = OrderedReceiver(secrets, fail, delay_s=delay_s)
     app = web.Application()
     app.router.add_post("/hook", receiver.receive)
     runner = web.AppRunner(app, access_log=None)

@@ -11,8 +11,7 @@ import asyncio
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka import AIOKafkaProducer
 
 from hookstream.config import Settings
 from hookstream.consumers.dispatcher import Dispatcher
@@ -20,7 +19,7 @@ from hookstream.engine.outcome import AttemptResult, OutgoingRequest
 from hookstream.kafka import stop_client
 from hookstream.topics import TopicNames
 from hookstream.views.registry import EndpointRegistry
-from tests.conftest import EndpointFactory, eventually
+from tests.conftest import EndpointFactory, dispatcher_group_member, eventually
 from tests.couriers import ScriptedSender, courier_for, delivery_task
 
 pytestmark = pytest.mark.integration
@@ -68,14 +67,7 @@ async def test_a_batch_fetched_before_a_rebalance_is_not_started_under_the_old_a
     sender = _SlowSender(latency_s=0.2)
     dispatcher = Dispatcher(slow, courier_for(slow, registry, sender))
     await dispatcher.start()
-    other = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=names.dispatcher_group,
-        enable_auto_commit=False,
-        partition_assignment_strategy=(RangePartitionAssignor,),
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-    )
+    other = dispatcher_group_member(settings)
     try:
         await eventually(lambda: len(sender.started) >= 4, timeout=60, message="nothing sent")
         other.subscribe([names.deliveries, *names.retry_tiers.values()])

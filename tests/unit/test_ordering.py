@@ -127,9 +127,52 @@ def test_the_topic_is_never_told_a_message_still_in_memory_is_placed() -> None:
     chain.defer(10, NOW + 5000)  # the head is in a tier now
     chain.held(30, NOW + 5100)  # a later one was held before 20 was
     assert chain.state.placed == 30
-    assert ChainState.from_record(chain.record()).placed == 19  # 20 is read again after a crash
+    # 20 is read again after a crash: placed up to its predecessor, the head.
+    assert ChainState.from_record(chain.record()).placed == 10
     chain.held(20, NOW + 5100)
     assert ChainState.from_record(chain.record()).placed == 30
+
+
+def _crashed_with_20_in_memory() -> bytes:
+    """Head 10 in a tier, 20 waiting in memory behind it, 30 held: the record written.
+    Other subjects' messages are at the offsets between."""
+    chain = Chain()
+    chain.place(10)
+    chain.begin(10)
+    placed = chain.place(20)
+    assert placed == (20, 10)
+    chain.waiting[20] = 10
+    assert chain.place(30) == (30, 20)
+    chain.defer(10, NOW + 5000)
+    chain.held(30, NOW + 5100)
+    return chain.record()
+
+
+def test_a_message_read_again_after_a_crash_waits_for_its_own_predecessor() -> None:
+    chain = Chain.loaded(ChainState.from_record(_crashed_with_20_in_memory()))
+    again = chain.place(20)
+    assert again == (20, 10)  # behind the head, not behind offset 19 of another subject
+    assert chain.admit(*again, NOW + 4000) is Admission.WAIT  # the head is due soon
+    chain.waiting[20] = 10
+    assert chain.admit(10, None, NOW + 5000) is Admission.GO  # the head, back from its tier
+    chain.begin(10)
+    chain.resolve(10)
+    assert chain.next_ready() == 20
+    assert chain.place(30) == (30, 20)  # read again as well, before its copy in the tier
+    chain.waiting[30] = 20
+    assert chain.admit(30, 20, NOW + 5000) is Admission.DUPLICATE  # the copy, when it comes
+
+
+def test_a_held_message_back_before_an_earlier_one_is_read_again_drops_neither() -> None:
+    """After the crash, 30's copy comes back from its tier before 20 and 30 are read
+    again from `deliveries`: 20 still joins (it is in no tier), 30 is not placed twice,
+    and a new message joins behind 30."""
+    chain = Chain.loaded(ChainState.from_record(_crashed_with_20_in_memory()))
+    assert chain.admit(30, 20, NOW + 4000) is Admission.WAIT  # the head is due soon
+    chain.waiting[30] = 20
+    assert chain.place(20) == (20, 10)
+    assert chain.place(30) is None
+    assert chain.place(40) == (40, 30)
 
 
 def test_too_many_waiting_messages_are_held() -> None:

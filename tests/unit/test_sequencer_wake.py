@@ -26,6 +26,7 @@ from hookstream.consumers import sequencer as sequencer_module
 from hookstream.consumers.sequencer import Sequencer
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.ordering import Admission, Chain, ChainState
+from tests.couriers import HoldingTiers
 
 WAIT_S = 0.05
 
@@ -44,14 +45,6 @@ class _BlockingProducer:
         return done
 
 
-class _Tiers:
-    def __init__(self) -> None:
-        self.held: list[int | None] = []
-
-    async def hold(self, task: DeliveryTask, wait_s: float) -> None:
-        self.held.append(task.order_seq)
-
-
 def _task(seq: int, prev: int | None) -> DeliveryTask:
     return DeliveryTask(
         message_id=f"msg_{seq}",
@@ -65,7 +58,7 @@ def _task(seq: int, prev: int | None) -> DeliveryTask:
 
 
 async def _woken_as_time_runs_out() -> tuple[Admission, list[int | None], Chain]:
-    tiers = _Tiers()
+    tiers = HoldingTiers()
     sequencer = Sequencer(Settings(), _BlockingProducer(), tiers)  # type: ignore[arg-type]
     key = (0, "ep_1", "order-7")
     # Message 1 is in a tier, due now; 2 was held behind it and comes back first.

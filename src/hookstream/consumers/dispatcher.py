@@ -176,8 +176,8 @@ class Dispatcher:
                 # commit pass records nobody attempted.
                 self._window.release()
                 return
-            self._tracker.start(tp, record.offset)
-            task = asyncio.create_task(self._deliver(tp, record))
+            mark = self._tracker.start(tp, record.offset)
+            task = asyncio.create_task(self._deliver(tp, record, mark))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -261,10 +261,10 @@ class Dispatcher:
 
     # -- hand on ------------------------------------------------------------
 
-    async def _deliver(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _deliver(self, tp: TopicPartition, record: Record, mark: object) -> None:
         try:
             await self.courier.deliver(tp, record)
-            self._tracker.finish(tp, record.offset)
+            self._tracker.finish(tp, record.offset, mark)
         except Exception as exc:
             # A bug, not a delivery failure: leave the offset unfinished (so it is
             # re-delivered after restart) and stop this process loudly.

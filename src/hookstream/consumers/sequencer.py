@@ -14,7 +14,12 @@ The courier asks it before each attempt for an ordered endpoint's message
   its successor may go; when nothing of the chain is left, a tombstone.
 
 On assignment the dispatcher loads the `ordering` partitions it now owns
-before it reads their deliveries; on revocation it forgets them.
+before it reads their deliveries; on revocation it forgets them, and with them
+every message of theirs still waiting in memory. Those have no outcome, so
+their offsets are not committed, and whoever owns the partition now (maybe
+this process again) reads them again. Nothing of the old assignment still in
+flight may touch the new one's chains: a chain, a waiting message and the
+message in flight are each known by identity, not only by key.
 """
 
 from __future__ import annotations
@@ -59,7 +64,9 @@ class Sequencer:
         self._tiers = tiers
         self._clock = clock
         self._chains: dict[_Key, Chain] = {}
-        self._wakers: dict[tuple[_Key, int], asyncio.Future[Admission]] = {}
+        # Each message waiting in memory, with the chain it waits in.
+        self._wakers: dict[tuple[_Key, int], tuple[Chain, asyncio.Future[Admission]]] = {}
+        self._turns: dict[_Key, tuple[Chain, DeliveryTask]] = {}  # each chain's message in flight
         self._locks: dict[int, asyncio.Lock] = {}
         # Messages waiting for a predecessor that is in a tier hold window slots that
         # fetching it may need: a quarter of the window at most, then they are held.
@@ -67,6 +74,7 @@ class Sequencer:
         self._max_blind = max(1, settings.in_flight // 4)
         self.held = 0
         self.given_up = 0
+        self.revoked = 0  # messages waiting in memory when their partition was revoked
 
     # -- assignment ----------------------------------------------------------
 
@@ -127,9 +135,13 @@ class Sequencer:
         return states, wanted
 
     def forget(self, partitions: set[int]) -> None:
-        """Partitions moved to another worker: their chains go with them."""
+        """Partitions were revoked: their chains go, and every message of them waiting
+        in memory returns unfinished (REVOKED), to be read again by the new owner."""
         for key in [k for k in self._chains if k[0] in partitions]:
             del self._chains[key]
+        for key in [k for k in self._turns if k[0] in partitions]:
+            del self._turns[key]
+        self.revoked += self._end_waiting(lambda key: key[0] in partitions, Admission.REVOKED)
 
     # -- before an attempt -------------------------------------------------
 
@@ -162,8 +174,11 @@ class Sequencer:
                 admission = Admission.HOLD
             else:
                 admission = await self._wait(key, chain, seq, prev, blind=blind)
+            if self._chains.get(key) is not chain and admission is not Admission.LATE:
+                admission = Admission.REVOKED  # woken as its partition was revoked
         if admission in (Admission.GO, Admission.GIVE_UP):
             chain.begin(seq)
+            self._turns[key] = (chain, task)
             if admission is Admission.GIVE_UP:
                 self.given_up += 1
                 log.warning(
@@ -174,7 +189,7 @@ class Sequencer:
         if admission is Admission.HOLD:
             await self._hold(key, chain, task)
             return None, admission
-        if admission is Admission.DUPLICATE:
+        if admission in (Admission.DUPLICATE, Admission.REVOKED):
             return None, admission
         return task, admission  # LATE: attempted outside the chain
 
@@ -186,7 +201,7 @@ class Sequencer:
         this waits (`blind`), so that wait is bounded."""
         waker: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
         chain.waiting[seq] = prev
-        self._wakers[(key, seq)] = waker
+        self._wakers[(key, seq)] = (chain, waker)
         if blind:
             self._blind += 1
         try:
@@ -205,15 +220,33 @@ class Sequencer:
         finally:
             if blind:
                 self._blind -= 1
-            self._wakers.pop((key, seq), None)
+            if self._waker(key, chain, seq) is waker:
+                del self._wakers[(key, seq)]
             chain.waiting.pop(seq, None)
+
+    def _waker(self, key: _Key, chain: Chain, seq: int) -> asyncio.Future[Admission] | None:
+        """The wait of message `seq` in `chain`, if it is waiting there (not in a chain
+        of the same key from another assignment)."""
+        found = self._wakers.get((key, seq))
+        return found[1] if found is not None and found[0] is chain else None
 
     def _spill(self, key: _Key, chain: Chain, *, after: int = -1) -> None:
         """Tell the chain's messages waiting in memory after `after` to be held."""
         for seq in list(chain.waiting):
-            waker = self._wakers.get((key, seq))
+            waker = self._waker(key, chain, seq)
             if seq > after and waker is not None and not waker.done():
                 waker.set_result(Admission.HOLD)
+
+    def _end_waiting(self, ending: Callable[[_Key], bool], admission: Admission) -> int:
+        """End the wait of every message in memory whose chain's key is `ending`, with
+        `admission`; returns how many."""
+        ended = 0
+        for waiting in [w for w in self._wakers if ending(w[0])]:
+            _, waker = self._wakers.pop(waiting)
+            if not waker.done():
+                waker.set_result(admission)
+                ended += 1
+        return ended
 
     async def _hold(self, key: _Key, chain: Chain, task: DeliveryTask) -> None:
         assert task.order_seq is not None
@@ -222,10 +255,12 @@ class Sequencer:
         chain.holding.add(task.order_seq)
         try:
             await self._tiers.hold(task, (due_at_ms - now_ms) / 1000)
-            chain.held(task.order_seq, due_at_ms)
         finally:
             chain.holding.discard(task.order_seq)
         self.held += 1
+        if self._chains.get(key) is not chain:
+            return  # revoked meanwhile: the chain's new owner keeps its state
+        chain.held(task.order_seq, due_at_ms)
         await self._write(key, chain)
 
     # -- after an attempt --------------------------------------------------
@@ -236,9 +271,11 @@ class Sequencer:
         if task.order_seq is None:
             return
         key = (partition, task.endpoint_id, task.subject)
-        chain = self._chains.get(key)
-        if chain is None or chain.active != task.order_seq:
+        turn = self._turns.get(key)
+        if turn is None or turn[1] is not task:
             return  # attempted outside the chain (LATE), or the partition was revoked
+        del self._turns[key]
+        chain = turn[0]
         if due_at_ms is None:
             chain.resolve(task.order_seq)
             if chain.blocked:
@@ -252,14 +289,18 @@ class Sequencer:
 
     def abandon(self, partition: int, task: DeliveryTask) -> None:
         """The endpoint is no longer ordered: forget the chain in memory (its state
-        on the topic is given up on when ordering comes back; engine/ordering.py)."""
-        self._chains.pop((partition, task.endpoint_id, task.subject), None)
+        on the topic is given up on when ordering comes back; engine/ordering.py),
+        and let its messages waiting in memory go as they are (LATE)."""
+        key = (partition, task.endpoint_id, task.subject)
+        self._chains.pop(key, None)
+        self._turns.pop(key, None)
+        self._end_waiting(lambda waiting: waiting == key, Admission.LATE)
 
     def _wake(self, key: _Key, chain: Chain) -> None:
         seq = chain.next_ready()
         if seq is None:
             return
-        waker = self._wakers.get((key, seq))
+        waker = self._waker(key, chain, seq)
         if waker is not None and not waker.done():
             chain.waiting.pop(seq, None)
             chain.active = seq  # taken now, so no other message slips in before it runs

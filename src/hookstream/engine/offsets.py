@@ -28,18 +28,24 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[Hashable, _Partition] = {}
 
-    def start(self, tp: Hashable, offset: int) -> None:
-        """Record that `offset` of `tp` is being worked on. Offsets arrive ascending."""
+    def start(self, tp: Hashable, offset: int) -> object:
+        """Record that `offset` of `tp` is being worked on. Offsets arrive ascending.
+
+        Returns the mark of this assignment of `tp`, for `finish`."""
         part = self._parts.setdefault(tp, _Partition())
         if part.pending and offset <= part.pending[-1]:
             raise ValueError(f"offset {offset} of {tp} started out of order")
         part.pending.append(offset)
         part.next_offset = offset + 1
+        return part
 
-    def finish(self, tp: Hashable, offset: int) -> None:
-        """Record that `offset` has a durable outcome. Unknown partitions are ignored."""
+    def finish(self, tp: Hashable, offset: int, mark: object | None = None) -> None:
+        """Record that `offset` has a durable outcome. Unknown partitions are ignored,
+        and so is a `mark` from `start` of an assignment forgotten since: offset 7
+        finished under the old one says nothing of offset 7 read again under a new
+        one, even when the partition came back to this process."""
         part = self._parts.get(tp)
-        if part is None:
+        if part is None or (mark is not None and mark is not part):
             return
         if part.pending and part.pending[0] == offset:
             part.pending.popleft()

@@ -45,6 +45,9 @@ class Admission(Enum):
     # that nothing is lost.
     LATE = "late"
     GIVE_UP = "give_up"  # its predecessors are long overdue: attempt it, order broken
+    # Its partition was revoked while it waited in memory: dropped here unfinished,
+    # so whoever owns the partition now (maybe this process again) reads it again.
+    REVOKED = "revoked"
 
 
 @dataclass(slots=True)
@@ -79,9 +82,10 @@ class Chain:
     active: int | None = None  # the message being attempted
     waiting: dict[int, int | None] = field(default_factory=dict)  # seq -> prev, in memory
     holding: set[int] = field(default_factory=set)  # messages being written to a tier
-    # Read from `deliveries` and not yet in a tier or resolved: a crash reads them
-    # again, so the topic is never told that anything from the lowest on is placed.
-    fresh: set[int] = field(default_factory=set)
+    # Read from `deliveries` and not yet in a tier or resolved, with their
+    # predecessors: a crash reads them again, so the topic is never told that
+    # anything from the lowest on is placed.
+    fresh: dict[int, int | None] = field(default_factory=dict)
 
     @classmethod
     def loaded(cls, state: ChainState) -> Chain:
@@ -90,12 +94,19 @@ class Chain:
 
     def place(self, offset: int) -> tuple[int, int | None] | None:
         """A message read from `deliveries` at `offset` joins the chain: its
-        (seq, prev), or None when it is already in it (read again)."""
+        (seq, prev), or None when it is already in it (read again).
+
+        Read again after a crash or a rebalance, a message may have come back
+        from a tier first (it was held as its state was written): then it is
+        here already, or resolved. It still moves the tail, so the next one
+        read is placed behind it."""
         if offset <= self.tail:
             return None
         prev = self.tail if self.tail >= 0 else None
         self.tail = offset
-        self.fresh.add(offset)
+        if offset == self.active or offset in self.waiting or offset <= self.state.resolved:
+            return None
+        self.fresh[offset] = prev
         return offset, prev
 
     def admit(self, seq: int, prev: int | None, now_ms: int) -> Admission:
@@ -104,7 +115,6 @@ class Chain:
             return Admission.DUPLICATE  # a second copy of a message already here
         if seq <= self.state.resolved:
             return Admission.LATE
-        self.tail = max(self.tail, seq)
         if self.active is None:
             if self._behind_nothing(prev):
                 return Admission.GO
@@ -143,7 +153,7 @@ class Chain:
         """Message `seq` was delivered or died: its successor may go."""
         if self.active == seq:
             self.active = None
-        self.fresh.discard(seq)
+        self.fresh.pop(seq, None)
         self.state.resolved = max(self.state.resolved, seq)
 
     def defer(self, seq: int, due_at_ms: int) -> None:
@@ -151,7 +161,7 @@ class Chain:
         if self.active == seq:
             self.active = None
         self.blocked = True
-        self.fresh.discard(seq)
+        self.fresh.pop(seq, None)
         self.state.placed = max(self.state.placed, seq)
         self.state.due_at_ms = max(self.state.due_at_ms, due_at_ms)
 
@@ -161,7 +171,7 @@ class Chain:
         Only a message placed for the first time moves the chain's due time: one
         held again and again must not put off giving up on its predecessor."""
         self.blocked = True
-        self.fresh.discard(seq)
+        self.fresh.pop(seq, None)
         if seq > self.state.placed:
             self.state.placed = seq
             self.state.due_at_ms = max(self.state.due_at_ms, due_at_ms)
@@ -180,11 +190,15 @@ class Chain:
         return now_ms + (500 if self.active is not None or self.waiting else 5_000)
 
     def record(self) -> bytes:
-        """The state to write to the `ordering` topic: placed only up to below the
-        lowest message a crash would read again from `deliveries`."""
+        """The state to write to the `ordering` topic: placed only up to the
+        predecessor of the lowest message a crash would read again from
+        `deliveries`. Loaded, that predecessor is the chain's tail, so the message
+        read again is placed behind a message of its own chain, not behind an
+        offset of another subject that it would wait for in vain."""
         placed = self.state.placed
         if self.fresh:
-            placed = min(placed, min(self.fresh) - 1)
+            before = self.fresh[min(self.fresh)]
+            placed = min(placed, -1 if before is None else before)
         return ChainState(self.state.resolved, placed, self.state.due_at_ms).to_record()
 
     @property
