@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
+from hookstream.consumers.worker import Worker
 from hookstream.embedded import free_port
 from hookstream.engine.signing import InvalidSignature, verify
 
@@ -91,6 +92,30 @@ class OrderedReceiver:
             if a.ok:
                 succeeded.add(a.n)
         return wrong
+
+
+def stalled(receiver: OrderedReceiver, worker: Worker) -> Callable[[], str]:
+    """What an ordering test's wait that ran out prints: the receiver's timeline,
+    then the worker's own account: how many times a rebalance revoked its
+    partitions, what its sequencer held, gave up on and ended at a revocation,
+    and each gate's slots (a slot never handed back would stall an endpoint)."""
+
+    def account() -> str:
+        dispatcher, sequencer, courier = worker.dispatcher, worker.sequencer, worker.courier
+        revocations = dispatcher._generation if dispatcher is not None else None
+        seq = (
+            f"held {sequencer.held}, given up {sequencer.given_up}, revoked {sequencer.revoked}"
+            if sequencer is not None
+            else "no sequencer"
+        )
+        gates = [
+            f"{g.endpoint_id}: in flight {g.in_flight}/{g.concurrency.cap:g}, "
+            f"waiting {g.waiting}, parked {g.parked}"
+            for g in (courier.gates.all() if courier is not None else [])
+        ]
+        return f"{receiver.timeline()}; revocations {revocations}; {seq}; gates {gates}"
+
+    return account
 
 
 @asynccontextmanager

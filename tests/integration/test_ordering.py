@@ -17,7 +17,7 @@ from hookstream.consumers.worker import Worker
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames, ensure_topics
 from tests.conftest import AUTH, EndpointFactory, eventually, read_to_end, stop_within
-from tests.ordered_receiver import interleaved, ordered_receiver
+from tests.ordered_receiver import interleaved, ordered_receiver, stalled
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ async def test_a_failed_message_holds_back_only_its_own_subject(
             await eventually(
                 lambda: rx.delivered("a") == rx.delivered("b") == set(range(1, 11)),
                 timeout=60,
-                message=rx.timeline,
+                message=stalled(rx, worker),
             )
         finally:
             await stop_within(worker)
@@ -95,12 +95,12 @@ async def test_many_subjects_with_retries_stay_in_order_and_an_unordered_endpoin
             await eventually(
                 lambda: all(ordered_rx.delivered(s) == set(range(1, 16)) for s in subjects),
                 timeout=120,
-                message=ordered_rx.timeline,
+                message=stalled(ordered_rx, worker),
             )
             await eventually(
                 lambda: all(plain_rx.delivered(s) == set(range(1, 16)) for s in subjects),
                 timeout=60,
-                message=plain_rx.timeline,
+                message=stalled(plain_rx, worker),
             )
         finally:
             await stop_within(worker)
@@ -128,7 +128,7 @@ async def test_a_dead_message_lets_its_subject_move_on_and_says_order_broke(
             await eventually(
                 lambda: rx.delivered("a") == {1, 2, 4, 5, 6} and len(rx.delivered("b")) == 6,
                 timeout=60,
-                message=rx.timeline,
+                message=stalled(rx, worker),
             )
             letters: list[Any] = []
             ops: list[dict[str, Any]] = []
@@ -179,7 +179,7 @@ async def test_a_parked_head_blocks_its_subject_like_a_retry(
             await eventually(
                 lambda: all(rx.delivered(s) == set(range(1, 21)) for s in subjects),
                 timeout=90,
-                message=rx.timeline,
+                message=stalled(rx, worker),
             )
         finally:
             await stop_within(worker)
@@ -204,8 +204,12 @@ async def test_a_blocked_subject_keeps_its_order_when_another_worker_takes_over(
         first = await _worker(settings)
         try:
             await _publish(settings, interleaved(["a", "b"], 10))
-            await eventually(lambda: len(rx.delivered("b")) == 10, timeout=60, message=rx.timeline)
-            await eventually(lambda: len(rx.attempts("a")) >= 3, timeout=60, message=rx.timeline)
+            await eventually(
+                lambda: len(rx.delivered("b")) == 10, timeout=60, message=stalled(rx, first)
+            )
+            await eventually(
+                lambda: len(rx.attempts("a")) >= 3, timeout=60, message=stalled(rx, first)
+            )
         finally:
             await stop_within(first)
         assert first.sequencer is not None
@@ -213,7 +217,9 @@ async def test_a_blocked_subject_keeps_its_order_when_another_worker_takes_over(
         second = await _worker(settings)
         try:
             await eventually(
-                lambda: rx.delivered("a") == set(range(1, 11)), timeout=60, message=rx.timeline
+                lambda: rx.delivered("a") == set(range(1, 11)),
+                timeout=60,
+                message=stalled(rx, second),
             )
         finally:
             await stop_within(second)

@@ -26,7 +26,7 @@ from hookstream.kafka import stop_client
 from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
 from tests.conftest import EndpointFactory, dispatcher_group_member, eventually, stop_within
-from tests.ordered_receiver import interleaved, ordered_receiver
+from tests.ordered_receiver import interleaved, ordered_receiver, stalled
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ async def test_messages_waiting_in_memory_at_a_revocation_are_read_again_in_orde
             await eventually(
                 lambda: all(len(rx.delivered(s)) >= 2 for s in subjects),
                 timeout=60,
-                message=rx.timeline,
+                message=stalled(rx, worker),
             )
             async with _member_for_its_own_topic(settings) as member:
                 await eventually(
@@ -88,7 +88,7 @@ async def test_messages_waiting_in_memory_at_a_revocation_are_read_again_in_orde
             await eventually(
                 lambda: all(rx.delivered(s) == set(range(1, PER_SUBJECT + 1)) for s in subjects),
                 timeout=120,
-                message=lambda: f"{rx.timeline()}; revoked {sequencer.revoked}",
+                message=stalled(rx, worker),
             )
         finally:
             await stop_within(worker)
