@@ -95,3 +95,43 @@ async def test_a_batch_fetched_before_a_rebalance_is_not_started_under_the_old_a
         await stop_client(other)
         await dispatcher.stop()
     assert dispatcher.failure is None
+
+
+async def test_no_record_starts_before_the_assignment_listener_is_done(
+    settings: Settings, registry: EndpointRegistry, endpoint_factory: EndpointFactory
+) -> None:
+    """aiokafka fetches for partitions as soon as it assigns them, while the listener's
+    `on_partitions_assigned` still loads their ordered chains. Here that load takes
+    2 s: every record waits for it, and then all are delivered."""
+    names = TopicNames(settings)
+    endpoint = await endpoint_factory("http://127.0.0.1:9/hook", "acme", ["*"])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap)
+    await producer.start()
+    try:
+        for i in range(20):
+            task = delivery_task(endpoint.id, i)
+            await producer.send_and_wait(
+                names.deliveries, task.body, key=endpoint.id.encode(), headers=task.headers()
+            )
+    finally:
+        await producer.stop()
+
+    sender = _SlowSender(latency_s=0.0)
+    courier = courier_for(settings, registry, sender)
+    loaded_at: list[float] = []
+
+    async def slow_load(assigned: set[object]) -> None:
+        await asyncio.sleep(2)
+        loaded_at.append(time.monotonic())
+
+    courier.assigned = slow_load  # type: ignore[method-assign]
+    dispatcher = Dispatcher(settings, courier)
+    await dispatcher.start()
+    try:
+        await eventually(lambda: len(sender.started) == 20, timeout=60, message="not all sent")
+    finally:
+        await dispatcher.stop()
+    assert dispatcher.failure is None
+    assert len(loaded_at) == 1
+    early = [w for at, w in sender.started if at < loaded_at[0]]
+    assert early == [], f"{len(early)} records started while the partitions' chains loaded"

@@ -91,6 +91,7 @@ async def _run(consumer: _Consumer, until: int) -> list[str]:
     sender = ScriptedSender()
     dispatcher = Dispatcher(settings, courier_for(settings, _Registry(), sender))
     dispatcher._consumer = consumer
+    dispatcher._ready.set()  # as the rebalance listener does once it has assigned
     loop = asyncio.create_task(dispatcher._fetch_loop())
     try:
         await eventually(

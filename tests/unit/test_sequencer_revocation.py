@@ -16,7 +16,7 @@ from hookstream.config import Settings
 from hookstream.consumers.sequencer import Sequencer
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.offsets import OffsetTracker
-from hookstream.engine.ordering import Admission
+from hookstream.engine.ordering import Admission, Chain
 from tests.couriers import HoldingTiers, delivery_task
 
 PARTITION = 0
@@ -115,6 +115,22 @@ async def test_an_old_wait_ending_late_does_not_end_the_new_one_for_the_same_mes
     await sequencer.settle(PARTITION, new_first, due_at_ms=None)
     _, woken = await asyncio.wait_for(new_second, timeout=5)
     assert woken is Admission.GO
+
+
+async def test_a_message_whose_chain_was_replaced_while_it_waited_is_held_not_dropped() -> None:
+    """Not by a revocation, which ends the wait: a load that replaced a live chain did
+    this when the dispatcher started records before the chains were loaded. Woken by
+    the chain it waited in, the message is held in a tier, to come back to the chain
+    there is now; nothing of the old chain is written."""
+    sequencer, producer, tiers = _sequencer()
+    first, _ = await sequencer.admit(PARTITION, 1, _task())
+    second = await _waiting(sequencer, 2)
+    sequencer._chains[KEY] = Chain()
+    assert first is not None
+    await sequencer.settle(PARTITION, first, due_at_ms=None)  # wakes 2 in the old chain
+    assert await asyncio.wait_for(second, timeout=5) == (None, Admission.HOLD)
+    assert tiers.held == [2]
+    assert producer.sent == []
 
 
 async def test_messages_waiting_when_ordering_is_switched_off_go_as_they_are() -> None:

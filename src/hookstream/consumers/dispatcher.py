@@ -70,6 +70,9 @@ class Dispatcher:
         self._tracker = OffsetTracker()
         self._guard = LogEndGuard("dispatcher", settings)
         self._generation = 0  # bumped when a rebalance revokes partitions
+        # Set once the rebalance listener has done what the assigned partitions need
+        # (their ordered chains loaded); clear from each revocation until then.
+        self._ready = asyncio.Event()
         self._holes = HoleWatch(HOLE_ACCEPT_S)
         self.fetched_again = 0  # records fetched, then read again because a hold sought back
         self._tasks: set[asyncio.Task[None]] = set()
@@ -133,6 +136,9 @@ class Dispatcher:
                     resumer.cancel()
                     consumer.resume(tp)
             batch = await consumer.getmany(timeout_ms=1000)
+            if not self._ready.is_set():
+                await self._until_ready(consumer, batch)
+                continue
             guard.saw(batch)
             # A held partition is paused from its hold until what it held has
             # started (decision 036): read on at the short wait then.
@@ -140,6 +146,19 @@ class Dispatcher:
             generation = self._generation
             for tp, records in batch.items():
                 await self._start(tp, records, generation)
+
+    async def _until_ready(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Record]]
+    ) -> None:
+        """aiokafka fetches for partitions as soon as it assigns them, before the
+        listener's `on_partitions_assigned` has returned: a batch fetched meanwhile
+        is read again once it has, so no record of a partition is started before
+        its ordered chains are loaded."""
+        assigned = consumer.assignment()
+        for tp, records in batch.items():
+            if records and tp in assigned:
+                consumer.seek(tp, records[0].offset)
+        await self._ready.wait()
 
     async def _start(
         self,
@@ -351,6 +370,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._dispatcher = dispatcher
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._dispatcher._ready.clear()
         self._dispatcher._generation += 1
         await self._dispatcher._drain(set(revoked))
 
@@ -360,7 +380,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self._dispatcher._consumer
         assert consumer is not None
         await self._dispatcher._guard.assigned(consumer, set(assigned))
-        # Ordered chains first: no record of these partitions is read before they are known.
+        # Ordered chains first: no record of these partitions is started before they
+        # are known (the fetch loop waits for `_ready`).
         try:
             await self._dispatcher.courier.assigned(set(assigned))
         except Exception as exc:
@@ -369,3 +390,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             consumer.pause(*assigned)
             self._dispatcher._fail(exc)
             raise
+        self._dispatcher._ready.set()

@@ -174,8 +174,10 @@ class Sequencer:
                 admission = Admission.HOLD
             else:
                 admission = await self._wait(key, chain, seq, prev, blind=blind)
-            if self._chains.get(key) is not chain and admission is not Admission.LATE:
-                admission = Admission.REVOKED  # woken as its partition was revoked
+            if admission in (Admission.GO, Admission.HOLD) and self._chains.get(key) is not chain:
+                # Its chain was dropped while it waited, and not by a revocation that
+                # ended the wait: placed in a tier, it comes back to the chain there is now.
+                admission = Admission.HOLD
         if admission in (Admission.GO, Admission.GIVE_UP):
             chain.begin(seq)
             self._turns[key] = (chain, task)
