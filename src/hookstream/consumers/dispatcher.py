@@ -379,14 +379,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self._dispatcher._tracker.forget(tp)
         consumer = self._dispatcher._consumer
         assert consumer is not None
-        await self._dispatcher._guard.assigned(consumer, set(assigned))
         # Ordered chains first: no record of these partitions is started before they
         # are known (the fetch loop waits for `_ready`).
         try:
+            await self._dispatcher._guard.assigned(consumer, set(assigned))
             await self._dispatcher.courier.assigned(set(assigned))
         except Exception as exc:
-            # Delivering without them could break an ordered subject's order: read
-            # nothing more and stop loudly (a restart loads them again).
+            # Delivering without them could break an ordered subject's order, and the
+            # fetch loop waits for `_ready`: read nothing more and stop loudly (a
+            # restart loads them again).
             consumer.pause(*assigned)
             self._dispatcher._fail(exc)
             raise
