@@ -27,6 +27,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from hookstream.commits import Commits
 from hookstream.config import Settings
 from hookstream.consumers.courier import Courier
 from hookstream.engine.offsets import Hole, HoleWatch, OffsetTracker
@@ -69,6 +70,7 @@ class Dispatcher:
         self._window = asyncio.Semaphore(settings.in_flight)
         self._tracker = OffsetTracker()
         self._guard = LogEndGuard("dispatcher", settings)
+        self._commits = Commits()  # the commit loop's, which a stop lets finish
         self._generation = 0  # bumped when a rebalance revokes partitions
         # Set once the rebalance listener has done what the assigned partitions need
         # (their ordered chains loaded); clear from each revocation until then.
@@ -116,6 +118,7 @@ class Dispatcher:
                 task.cancel()
             await asyncio.wait(self._tasks)
         if self._consumer is not None:
+            await self._commits.settle()  # one the commit loop had sent when it was cancelled
             await self._commit()
             await stop_client(self._consumer)
 
@@ -313,7 +316,7 @@ class Dispatcher:
         if not offsets:
             return
         try:
-            await consumer.commit(offsets)
+            await self._commits.commit(consumer, offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took the partitions: their new owner resumes from the last commit.
             log.warning("commit skipped during rebalance", extra={"error": str(exc)})

@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hookstream.commits import Commits
 from hookstream.config import Settings
 from hookstream.kafka import LogEndGuard, consumer_options, stop_client
 from hookstream.stacks import cancel_until_done, suspended_at
@@ -45,6 +46,7 @@ class SoftIndex:
         self._group = group
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._commits = Commits()
         self.indexed = 0
 
     async def write(self, batch: Batch) -> int:
@@ -85,6 +87,7 @@ class SoftIndex:
                 extra={"index": self.name, "waiting_in": suspended_at(self._task)},
             )
         if self._consumer is not None:
+            await self._commits.settle()  # what was indexed is committed, not lost to the stop
             await stop_client(self._consumer)
 
     async def _run(self) -> None:
@@ -119,13 +122,13 @@ class SoftIndex:
                     )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
-            await _commit(consumer, self.name)
+            await _commit(self._commits, consumer, self.name)
 
 
-async def _commit(consumer: AIOKafkaConsumer, name: str) -> None:
+async def _commit(commits: Commits, consumer: AIOKafkaConsumer, name: str) -> None:
     """Commit what was indexed; a rebalance that took the partitions is not an error."""
     try:
-        await consumer.commit()
+        await commits.commit(consumer)
     except (CommitFailedError, IllegalStateError) as exc:
         log.info("index commit skipped during rebalance", extra={"index": name, "error": str(exc)})
     except KafkaError as exc:
