@@ -58,6 +58,10 @@ class Settings:
     producer_idempotence: bool = True
     # How long a producer waits to fill a batch. Small: latency matters more.
     producer_linger_ms: int = 5
+    # How long the attempt log holds its records to fill a produce request. It is
+    # off the delivery path, and its fewer requests leave the producer's connection
+    # to the delivery records sooner (decision 047).
+    attempt_linger_ms: int = 25
     # Longest time a fetch waits for data. Real Kafka answers as soon as data
     # arrives; the embedded broker always waits this long (decision 006).
     fetch_max_wait_ms: int = 500
@@ -263,8 +267,9 @@ class Settings:
             "secret_overlap_s",
         ):
             positive(name)
-        if self.producer_linger_ms < 0:
-            problems.append(f"{_env('producer_linger_ms')} must be 0 or more")
+        for name in ("producer_linger_ms", "attempt_linger_ms"):
+            if getattr(self, name) < 0:
+                problems.append(f"{_env(name)} must be 0 or more")
         if self.session_timeout_ms < 3000:
             problems.append(f"{_env('session_timeout_ms')} must be at least 3000")
         if not 0 < self.api_port < 65536:

@@ -5,6 +5,7 @@ retried or, if for good, raised (the embedded broker)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -14,10 +15,12 @@ from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 
 from hookstream.config import Settings
 from hookstream.consumers.attempts import AttemptLog, attempt_entry
+from hookstream.consumers.worker import Worker
 from hookstream.engine.outcome import AttemptResult, Verdict
 from hookstream.kafka import key_partition
+from hookstream.producers import EventPublisher
 from hookstream.topics import TopicNames
-from tests.conftest import eventually, read_to_end
+from tests.conftest import EndpointFactory, SinkFactory, eventually, read_to_end, stop_within
 from tests.couriers import delivery_task
 
 OK = AttemptResult(status=204, duration_ms=3.0, excerpt=b"fine")
@@ -159,3 +162,29 @@ async def test_records_added_at_once_by_many_deliveries_on_a_new_log_all_land(
     assert sorted(orjson.loads(r.value)["message_id"] for r in records if r.value) == sorted(
         f"msg_ep_{n % 5}_{n}" for n in range(200)
     )
+
+
+async def test_a_worker_holds_its_attempt_records_for_attempt_linger_ms(
+    fast: Settings, sink_factory: SinkFactory, endpoint_factory: EndpointFactory
+) -> None:
+    settings = fast.replace(attempt_linger_ms=1500)
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        sink = await sink_factory()
+        await endpoint_factory(sink.url, tenant="acme", event_types=["tick.*"])
+        async with EventPublisher(settings) as publisher:
+            await publisher.publish_many([{"type": "tick.tock", "tenant": "acme", "data": {}}])
+        await eventually(lambda: bool(sink.event_ids()), timeout=60, message="nothing delivered")
+        received_at = sink.recorder.received[0].received_at
+        topic = TopicNames(settings).attempts
+
+        async def attempt_records() -> bool:
+            records = await read_to_end(settings, topic)
+            return any(not r.headers for r in records)  # routed notices carry a header
+
+        await eventually(attempt_records, timeout=60, interval=0.05, message="no attempt record")
+        # Held for the linger from the attempt's end, which is after the sink had it.
+        assert time.time() - received_at >= 1.5
+    finally:
+        await stop_within(worker)

@@ -38,6 +38,12 @@ def test_environment_variables_are_read_and_typed() -> None:
     assert not s.is_explicit("partitions")
 
 
+def test_the_attempt_log_lingers_longer_than_the_delivery_records() -> None:
+    s = Settings.load({})
+    assert (s.producer_linger_ms, s.attempt_linger_ms) == (5, 25)
+    assert Settings.load({"HOOKSTREAM_ATTEMPT_LINGER_MS": "0"}).attempt_linger_ms == 0
+
+
 def test_overrides_beat_the_environment() -> None:
     s = Settings.load({"HOOKSTREAM_API_PORT": "9000"}, api_port=9100)
     assert s.api_port == 9100
@@ -70,6 +76,8 @@ def test_every_bad_value_is_reported_one_line_each() -> None:
         ({"fetch_max_wait_ms": 0}, "HOOKSTREAM_FETCH_MAX_WAIT_MS"),
         ({"idle_fetch_max_wait_ms": 0}, "HOOKSTREAM_IDLE_FETCH_MAX_WAIT_MS"),
         ({"idle_fetch_max_wait_ms": -20}, "HOOKSTREAM_IDLE_FETCH_MAX_WAIT_MS"),
+        ({"producer_linger_ms": -1}, "HOOKSTREAM_PRODUCER_LINGER_MS"),
+        ({"attempt_linger_ms": -1}, "HOOKSTREAM_ATTEMPT_LINGER_MS"),
     ],
 )
 def test_values_that_cannot_work_are_refused(changes: dict[str, object], needle: str) -> None:
