@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError, UnknownError
 
 from hookstream.config import Settings
 from hookstream.consumers.attempts import AttemptLog, attempt_entry
@@ -32,21 +32,29 @@ async def _record(log: AttemptLog, endpoint_id: str, n: int) -> None:
 
 
 class _Refusing:
-    """A producer that refuses its first `refuse` batches with `error`."""
+    """A producer that refuses its first `refuse` batches with `error`: when they are
+    sent, or (`answered`) in the broker's answer to them."""
 
-    def __init__(self, producer: AIOKafkaProducer, refuse: int, error: Exception) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, refuse: int, error: Exception, *, answered: bool = False
+    ) -> None:
         self._producer = producer
         self.refuse = refuse
         self._error = error
+        self._answered = answered
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._producer, name)
 
     async def send_batch(self, *args: Any, **kwargs: Any) -> Any:
-        if self.refuse > 0:
-            self.refuse -= 1
+        if self.refuse <= 0:
+            return await self._producer.send_batch(*args, **kwargs)
+        self.refuse -= 1
+        if not self._answered:
             raise self._error
-        return await self._producer.send_batch(*args, **kwargs)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer.set_exception(self._error)
+        return answer
 
 
 class _SlowMetadata:
@@ -128,12 +136,17 @@ async def test_a_batch_the_producer_refuses_for_a_while_is_sent_again_once(
     ]
 
 
+# Refused when it is sent (the producer's own check), or in the broker's answer.
+@pytest.mark.parametrize("answered", [False, True])
 async def test_a_write_refused_for_good_is_raised_by_the_next_record(
-    settings: Settings, producer: AIOKafkaProducer
+    answered: bool,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     topic = TopicNames(settings).attempts
     log = AttemptLog(
-        _Refusing(producer, refuse=100, error=TopicAuthorizationFailedError()),
+        _Refusing(producer, 100, TopicAuthorizationFailedError(), answered=answered),
         topic,
         linger_s=0.005,
     )
@@ -146,6 +159,30 @@ async def test_a_write_refused_for_good_is_raised_by_the_next_record(
 
     with pytest.raises(TopicAuthorizationFailedError):
         await record_until_refused()
+    assert "attempt records not written" in caplog.text
+
+
+@pytest.mark.parametrize("error", [UnknownError(), KafkaTimeoutError()])
+async def test_a_batch_answered_with_an_error_that_may_pass_is_counted_and_the_log_goes_on(
+    error: Exception,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = TopicNames(settings).attempts
+    log = AttemptLog(_Refusing(producer, 1, error, answered=True), topic, linger_s=0.005)
+    await _record(log, "ep_e", 0)  # its batch is answered with `error`
+    await eventually(lambda: log.lost_batches == 1, timeout=10, message="no batch counted lost")
+    assert "attempt records lost: the broker did not take a batch" in caplog.text
+    for n in range(1, 11):
+        await _record(log, "ep_e", n)  # not raised: the log goes on
+    await log.stop()
+    await producer.flush()
+    records = await read_to_end(settings, topic)
+    assert [orjson.loads(r.value)["message_id"] for r in records if r.value] == [
+        f"msg_ep_e_{n}" for n in range(1, 11)
+    ]
+    assert log.lost_batches == 1
 
 
 async def test_records_added_at_once_by_many_deliveries_on_a_new_log_all_land(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, UnknownError
 
 from hookstream.config import Settings
 from hookstream.consumers.worker import Worker
@@ -170,41 +170,66 @@ async def test_a_delivery_routed_elsewhere_for_an_endpoint_this_worker_has_not_r
 
 class _FailingAcks:
     """The router's producer, whose first `fail` produce batches of delivery records
-    are not acknowledged."""
+    (`send_batch`) or routed notices (`send`) are answered with `error`."""
 
-    def __init__(self, producer: AIOKafkaProducer, fail: int) -> None:
+    def __init__(self, producer: AIOKafkaProducer, fail: int, error: type[Exception]) -> None:
         self._producer = producer
         self.fail = fail
+        self._error = error
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._producer, name)
 
+    def _failed(self) -> asyncio.Future[Any]:
+        self.fail -= 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(self._error())
+        return future
+
     async def send_batch(self, *args: Any, **kwargs: Any) -> Any:
-        if self.fail > 0:
-            self.fail -= 1
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.set_exception(KafkaTimeoutError())
-            return future
-        return await self._producer.send_batch(*args, **kwargs)
+        return self._failed() if self.fail > 0 else await self._producer.send_batch(*args, **kwargs)
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        return self._failed() if self.fail > 0 else await self._producer.send(*args, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("what", "error", "fail"),
+    [
+        ("deliveries", KafkaTimeoutError, 15),
+        # The embedded broker's answer to a write that raced another to an offset:
+        # a worker's router died of it after a broker restart.
+        ("deliveries", UnknownError, 15),
+        ("notices", UnknownError, 3),
+    ],
+)
 async def test_a_batch_not_acknowledged_is_routed_again_and_nothing_is_lost(
+    what: str,
+    error: type[Exception],
+    fail: int,
     fast: Settings,
     sink_factory: SinkFactory,
     endpoint_factory: EndpointFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The first batch's acknowledgements fail: it is routed again after
-    # RETRY_AFTER_S (same message ids), every event arrives, and the router's
-    # commits reach the end of every partition.
+    # The first batches' acknowledgements (of their delivery records, or of their
+    # routed notices) fail: each is routed again after RETRY_AFTER_S (same message
+    # ids), every event arrives, and the router's commits reach the end of every
+    # partition.
     settings = fast.replace(router_batch_records=40)
     sink = await sink_factory()
     await endpoint_factory(sink.url, "acme", ["*"])
     worker = Worker(settings)
     await worker.start()
     router = worker.router
-    failing = _FailingAcks(router._producer, fail=15)
-    router._producer = failing
+    if what == "deliveries":
+        failing = _FailingAcks(router._producer, fail, error)
+        router._producer = failing
+    else:
+        notices = router._notices
+        assert notices is not None
+        failing = _FailingAcks(notices._producer, fail, error)
+        notices._producer = failing
     try:
         async with EventPublisher(settings) as publisher:
             ids = await publisher.publish_many(
@@ -217,6 +242,7 @@ async def test_a_batch_not_acknowledged_is_routed_again_and_nothing_is_lost(
         )
         assert failing.fail == 0
         assert "delivery records not acknowledged; routing the batch again" in caplog.text
+        assert worker.failure() is None
         names = TopicNames(settings)
         group = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=names.router_group)
         await group.start()

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
+from aiokafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+    UnknownError,
+)
 
 from hookstream.producers.durable import BACKOFF_S, retriable, until_written
 
@@ -34,6 +40,22 @@ def test_timeouts_and_retriable_broker_errors_are_retriable() -> None:
     assert retriable(KafkaTimeoutError())
     assert retriable(NotLeaderForPartitionError())
     assert not retriable(MessageSizeTooLargeError())
+    assert not retriable(TopicAuthorizationFailedError())
+
+
+def test_the_brokers_unexpected_error_is_retriable() -> None:
+    # aiokafka does not mark it; the embedded broker answers a write that raced
+    # another to a partition's offset with it, and the next try lands.
+    assert not UnknownError.retriable
+    assert retriable(UnknownError())
+
+
+async def test_a_write_the_broker_answered_with_its_unexpected_error_is_written_again() -> None:
+    write = _Flaky(UnknownError(), UnknownError())
+    sleeps = _Sleeps()
+    assert await until_written(write, "t", sleep=sleeps) == "written"
+    assert write.calls == 3
+    assert sleeps.waits == list(BACKOFF_S[:2])
 
 
 async def test_a_write_is_retried_with_backoff_until_it_lands() -> None:

@@ -3,7 +3,9 @@
 Feeds health scoring and the API. It is a log, not a source of truth for
 delivery, so records are sent without waiting for the broker on the hot path.
 Like records queued in a producer, records held here are lost if the process
-dies before they are sent; the attempt index is soft state either way.
+dies before they are sent, and so is a batch the broker answers with an error
+that may pass (counted in `lost_batches`, and logged); the attempt index is
+soft state either way.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from hookstream.engine.delivery import DeliveryTask
 from hookstream.engine.outcome import AttemptResult, Verdict
 from hookstream.kafka import KeyedPartitioner
 from hookstream.producers.batches import PartitionBatches
-from hookstream.producers.durable import until_written
+from hookstream.producers.durable import retriable, until_written
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,9 @@ class AttemptLog:
     to the broker `linger_s` later, or at once when a batch is full. Through
     `producer.send` each record paid for its own metadata check, partition
     lookup and acknowledgement future: 3% of a steady worker (decision 043).
-    `stop` sends what is held. A write the broker refuses for good is raised
-    by the next `record`, so the dispatcher stops loudly as before.
+    `stop` sends what is held. A write the broker refuses for good, when it is
+    sent or in its acknowledgement, is raised by the next `record`, so the
+    dispatcher stops loudly as before.
     """
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, *, linger_s: float) -> None:
@@ -60,7 +64,8 @@ class AttemptLog:
         self._started = False
         self._timer: asyncio.TimerHandle | None = None
         self._sending: asyncio.Task[None] | None = None
-        self._failure: KafkaError | None = None
+        self._failure: BaseException | None = None
+        self.lost_batches = 0  # batches the broker answered with an error that may pass
 
     async def record(
         self,
@@ -108,7 +113,25 @@ class AttemptLog:
     async def _send(self) -> None:
         try:
             while self._batches.holding:  # records added while a batch waited go too
-                await until_written(self._batches.send, self._topic)
+                for ack in await until_written(self._batches.send, self._topic):
+                    asyncio.ensure_future(ack).add_done_callback(self._answered)
         except KafkaError as exc:
             log.error("attempt records not written", extra={"error": type(exc).__name__})
             self._failure = exc
+
+    def _answered(self, ack: asyncio.Future[RecordMetadata]) -> None:
+        """The broker's answer to a batch sent. A refusal for good is raised by the
+        next `record`. An error that may pass (a timeout, the broker's unexpected
+        error) lost the batch: the producer has let it go, and the log is soft
+        state, so it is counted and said, and the log goes on."""
+        if ack.cancelled() or (exc := ack.exception()) is None:
+            return
+        if isinstance(exc, KafkaError) and retriable(exc):
+            self.lost_batches += 1
+            log.warning(
+                "attempt records lost: the broker did not take a batch",
+                extra={"error": type(exc).__name__, "topic": self._topic},
+            )
+            return
+        log.error("attempt records not written", extra={"error": type(exc).__name__})
+        self._failure = exc

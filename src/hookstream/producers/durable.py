@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownError
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,21 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # then every 5 s
 
 
 def retriable(exc: KafkaError) -> bool:
-    """A timeout, or an error the broker marks as worth another try."""
-    return isinstance(exc, KafkaTimeoutError) or bool(getattr(exc, "retriable", False))
+    """A timeout, an error the broker marks as worth another try, or the broker's
+    unexpected error (UNKNOWN_SERVER_ERROR, which aiokafka does not mark).
+
+    The embedded broker answers a produce with the unexpected error when its
+    batch raced another producer's to the same offset of a partition (its
+    storage refuses the second write: `AlreadyExists` in the broker's log). That
+    happens on partitions being written first after a restart, and the same
+    write lands on the next try. On Kafka it means a fault inside the broker:
+    retried, the write holds its partition back and says so, where raised it
+    stopped the worker, which a restart would not mend either. A write that can
+    never succeed has an error of its own (too large, not authorised).
+    """
+    return isinstance(exc, KafkaTimeoutError | UnknownError) or bool(
+        getattr(exc, "retriable", False)
+    )
 
 
 async def until_written(
