@@ -12,9 +12,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError, UnknownError
+from prometheus_client import CollectorRegistry
 
 from hookstream.config import Settings
 from hookstream.consumers.attempts import AttemptLog, attempt_entry
+from hookstream.consumers.metrics import WorkerMetrics
 from hookstream.consumers.worker import Worker
 from hookstream.engine.outcome import AttemptResult, Verdict
 from hookstream.kafka import key_partition
@@ -170,9 +172,17 @@ async def test_a_batch_answered_with_an_error_that_may_pass_is_counted_and_the_l
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     topic = TopicNames(settings).attempts
-    log = AttemptLog(_Refusing(producer, 1, error, answered=True), topic, linger_s=0.005)
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    log = AttemptLog(
+        _Refusing(producer, 1, error, answered=True),
+        topic,
+        linger_s=0.005,
+        on_lost=metrics.attempt_batch_lost,
+    )
     await _record(log, "ep_e", 0)  # its batch is answered with `error`
     await eventually(lambda: log.lost_batches == 1, timeout=10, message="no batch counted lost")
+    assert registry.get_sample_value("hookstream_attempt_batches_lost_total") == 1
     assert "attempt records lost: the broker did not take a batch" in caplog.text
     for n in range(1, 11):
         await _record(log, "ep_e", n)  # not raised: the log goes on
@@ -183,6 +193,7 @@ async def test_a_batch_answered_with_an_error_that_may_pass_is_counted_and_the_l
         f"msg_ep_e_{n}" for n in range(1, 11)
     ]
     assert log.lost_batches == 1
+    assert registry.get_sample_value("hookstream_attempt_batches_lost_total") == 1
 
 
 async def test_records_added_at_once_by_many_deliveries_on_a_new_log_all_land(
@@ -223,5 +234,13 @@ async def test_a_worker_holds_its_attempt_records_for_attempt_linger_ms(
         await eventually(attempt_records, timeout=60, interval=0.05, message="no attempt record")
         # Held for the linger from the attempt's end, which is after the sink had it.
         assert time.time() - received_at >= 1.5
+        # A batch its log counts lost is counted in the worker's metrics too.
+        metric = "hookstream_attempt_batches_lost_total"
+        assert worker.metrics_registry.get_sample_value(metric) == 0
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        answer.set_exception(UnknownError())
+        assert worker._attempt_log is not None
+        worker._attempt_log._answered(answer)
+        assert worker.metrics_registry.get_sample_value(metric) == 1
     finally:
         await stop_within(worker)

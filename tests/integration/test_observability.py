@@ -98,6 +98,12 @@ async def test_metrics_agree_with_what_the_sink_counted(
         assert after[delivered_key] == 300
         assert after[retry_key] == 200  # first attempts at the two failing sinks
         assert after["hookstream_events_total"] == 300
+        # Each router batch timed once per stage: at least one batch, at most one per event.
+        batches = after['hookstream_router_batch_seconds_count{stage="waited"}']
+        assert 1 <= batches <= 300
+        for stage in ("barrier", "route", "acks"):
+            assert after[f'hookstream_router_batch_seconds_count{{stage="{stage}"}}'] == batches
+        assert after['hookstream_router_batch_seconds_sum{stage="waited"}'] > 0
         assert after["hookstream_attempt_duration_seconds_count"] == 500
         assert after["hookstream_delivery_latency_seconds_count"] == 300
         assert after['hookstream_deliveries_total{outcome="dead"}'] == 0

@@ -10,6 +10,8 @@ from hookstream.consumers.metrics import (
     LATENCY_BUCKETS,
     OUTCOMES,
     ROLLUP_STEP_S,
+    ROUTER_BUCKETS,
+    ROUTER_STAGES,
     WorkerMetrics,
 )
 from hookstream.engine.outcome import Verdict
@@ -18,6 +20,9 @@ NOW = 1_800_000_003.5
 # On a bound, between bounds, below the first, above the last, and zero.
 DURATIONS_MS = (0.0, 5.0, 5.0001, 7.0, 10.0, 250.0, 999.0, 30_000.0, 45_000.0, 0.001)
 LATENCIES_S = (0.0, 0.02, 0.3, 4.0, 80_000.0, 100_000.0)  # clear of bounds: ms-rounded
+# Router batches (waited, barrier, route, acks): on a bound, between, above the last;
+# a wait below zero (a producer's clock ahead of ours) counts as zero.
+ROUTER_BATCHES_S = ((0.05, 0.001, 0.0004, 0.02), (-0.2, 0.007, 0.0, 9.0), (0.3, 0.0, 0.1, 0.025))
 
 
 def _samples(
@@ -43,6 +48,9 @@ def _observed() -> tuple[CollectorRegistry, WorkerMetrics]:
     for _ in range(3):
         metrics.parked()
     metrics.dropped()
+    metrics.attempt_batch_lost()
+    for stages in ROUTER_BATCHES_S:
+        metrics.routed_batch(*stages)
     return registry, metrics
 
 
@@ -68,8 +76,20 @@ def test_histograms_and_outcomes_match_prometheus_clients_own() -> None:
     outcomes.labels("dead").inc()
     outcomes.labels("parked").inc(3)
     outcomes.labels("dropped").inc()
+    Counter("hookstream_attempt_batches_lost", "x", registry=reference).inc()
+    router = Histogram(
+        "hookstream_router_batch_seconds",
+        "x",
+        ["stage"],
+        buckets=ROUTER_BUCKETS,
+        registry=reference,
+    )
+    for stages in ROUTER_BATCHES_S:
+        for stage, seconds in zip(ROUTER_STAGES, stages, strict=True):
+            router.labels(stage).observe(max(0.0, seconds))
 
-    for prefix in ("hookstream_deliveries", "hookstream_attempt", "hookstream_delivery_latency"):
+    prefixes = ("hookstream_deliveries", "hookstream_attempt", "hookstream_delivery_latency")
+    for prefix in (*prefixes, "hookstream_router"):
         ours, theirs = _samples(registry, prefix), _samples(reference, prefix)
         assert ours.keys() == theirs.keys(), prefix
         for key, value in theirs.items():
@@ -95,3 +115,12 @@ def test_the_dashboard_rollup_counts_each_latency_in_its_bucket() -> None:
         f"lat:{LATENCY_BUCKETS.index(86400.0)}": 1,
         f"lat:{len(LATENCY_BUCKETS)}": 1,
     }
+
+
+def test_attempt_batches_lost_are_counted_from_zero() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    assert registry.get_sample_value("hookstream_attempt_batches_lost_total") == 0
+    metrics.attempt_batch_lost()
+    metrics.attempt_batch_lost()
+    assert registry.get_sample_value("hookstream_attempt_batches_lost_total") == 2

@@ -4,7 +4,8 @@ Feeds health scoring and the API. It is a log, not a source of truth for
 delivery, so records are sent without waiting for the broker on the hot path.
 Like records queued in a producer, records held here are lost if the process
 dies before they are sent, and so is a batch the broker answers with an error
-that may pass (counted in `lost_batches`, and logged); the attempt index is
+that may pass (counted in `lost_batches` and in the worker's
+`hookstream_attempt_batches_lost_total`, and logged); the attempt index is
 soft state either way.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -57,7 +59,14 @@ class AttemptLog:
     dispatcher stops loudly as before.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, *, linger_s: float) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        linger_s: float,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self._topic = topic
         self._batches = PartitionBatches(producer, topic, KeyedPartitioner())
         self._linger_s = linger_s
@@ -66,6 +75,7 @@ class AttemptLog:
         self._sending: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self.lost_batches = 0  # batches the broker answered with an error that may pass
+        self._on_lost = on_lost  # told of each, as the worker's metrics count them
 
     async def record(
         self,
@@ -128,6 +138,8 @@ class AttemptLog:
             return
         if isinstance(exc, KafkaError) and retriable(exc):
             self.lost_batches += 1
+            if self._on_lost is not None:
+                self._on_lost()
             log.warning(
                 "attempt records lost: the broker did not take a batch",
                 extra={"error": type(exc).__name__, "topic": self._topic},

@@ -39,6 +39,11 @@ LATENCY_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, 86400.0,
 )  # fmt: skip
+# A router batch's stages, each once per batch: how long its newest event waited
+# from its publish to the batch's start, the registry barrier, routing, and the
+# broker's acknowledgements of its delivery records (consumers/router.py).
+ROUTER_STAGES = ("waited", "barrier", "route", "acks")
+ROUTER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ROLLUP_STEP_S = 10  # the dashboard's resolution
 ROLLUP_TTL_S = 2 * 3600
 
@@ -59,6 +64,8 @@ class WorkerMetrics:
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.attempt_duration = Buckets(ATTEMPT_BUCKETS)
         self.delivery_latency = Buckets(LATENCY_BUCKETS)
+        self.attempt_batches_lost = 0
+        self.router_batch = {stage: Buckets(ROUTER_BUCKETS) for stage in ROUTER_STAGES}
         registry.register(_Families(self))
         # step start → field → count, flushed to Redis by `RollupFlusher`
         self.pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -86,6 +93,21 @@ class WorkerMetrics:
         """A delivery whose endpoint was deleted, or an undecodable record."""
         self.outcomes["dropped"] += 1
 
+    def routed_batch(
+        self, waited_s: float, barrier_s: float, route_s: float, acks_s: float
+    ) -> None:
+        """One router batch's stages, in seconds (`ROUTER_STAGES`)."""
+        stages = self.router_batch
+        stages["waited"].observe(max(0.0, waited_s))  # a producer's clock may be ahead
+        stages["barrier"].observe(barrier_s)
+        stages["route"].observe(route_s)
+        stages["acks"].observe(acks_s)
+
+    def attempt_batch_lost(self) -> None:
+        """The broker answered a batch of attempt records with an error that may
+        pass: those records are not in the attempt log (consumers/attempts.py)."""
+        self.attempt_batches_lost += 1
+
 
 class Buckets:
     """A histogram's counts as Prometheus buckets them (a value goes in the first
@@ -108,11 +130,18 @@ class Buckets:
 
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
         """The histogram's exposition: cumulative buckets, sum and count."""
-        cumulative, total = [], 0
+        return HistogramMetricFamily(
+            name, documentation, buckets=self.cumulative(), sum_value=self.sum
+        )
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus's buckets: (upper bound, count of values at most it)."""
+        cumulative: list[tuple[str, float]] = []
+        total = 0
         for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
             total += count
             cumulative.append((floatToGoString(bound), total))  # type: ignore[no-untyped-call]
-        return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=self.sum)
+        return cumulative
 
 
 class _Families(Collector):
@@ -134,6 +163,19 @@ class _Families(Collector):
         )
         yield metrics.delivery_latency.family(
             "hookstream_delivery_latency_seconds", "Event occurred → delivered (2xx)"
+        )
+        router = HistogramMetricFamily(
+            "hookstream_router_batch_seconds",
+            "A router batch's stages: its newest event's wait, barrier, routing, acknowledgements",
+            labels=["stage"],
+        )
+        for stage, buckets in metrics.router_batch.items():
+            router.add_metric([stage], buckets.cumulative(), buckets.sum)
+        yield router
+        yield CounterMetricFamily(
+            "hookstream_attempt_batches_lost",
+            "Batches of attempt records the broker did not take (the attempt log is soft state)",
+            value=metrics.attempt_batches_lost,
         )
 
 

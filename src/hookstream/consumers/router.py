@@ -172,12 +172,14 @@ class Router:
                 await asyncio.shield(self._batch)
 
     async def _route_batch(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        started, clock = time.time(), time.monotonic()
         newest = max(r.timestamp for records in batch.values() for r in records)
         # Every endpoint and event-type write acknowledged before the newest event is
         # in the views.
         await asyncio.gather(
             self._registry.barrier(newest / 1000), self._catalog.barrier(newest / 1000)
         )
+        barrier_done = time.monotonic()
         producer = self._producer
         assert producer is not None
         deliveries = PartitionBatches(producer, self._names.deliveries, self._partitioner)
@@ -192,6 +194,7 @@ class Router:
                     # one go would hold its timers (rate pacing, tier resumes) back.
                     await asyncio.sleep(0)
         assert self._notices is not None
+        routed = time.monotonic()
         acks = await deliveries.send()
         acks.extend(await self._notices.send(time.time()))
         try:
@@ -212,6 +215,12 @@ class Router:
             return
         if self._metrics is not None:
             self._metrics.events.inc(events)
+            self._metrics.routed_batch(
+                started - newest / 1000,
+                barrier_done - clock,
+                routed - barrier_done,
+                time.monotonic() - routed,
+            )
         self._acked.update({tp: records[-1].offset + 1 for tp, records in batch.items()})
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_acked(), name="router-commit")

@@ -100,7 +100,10 @@ class Worker:
         await self.health.start()
         self.sequencer = Sequencer(self.settings, self._producer, self.retry_tiers)
         self._attempt_log = AttemptLog(
-            self._producer, names.attempts, linger_s=self.settings.attempt_linger_ms / 1000
+            self._producer,
+            names.attempts,
+            linger_s=self.settings.attempt_linger_ms / 1000,
+            on_lost=self.metrics.attempt_batch_lost,
         )
         self.courier = Courier(
             self.settings,
