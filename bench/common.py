@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -67,3 +68,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def p50_p99(values: list[float]) -> dict[str, float | None]:
+    """The median and 99th percentile of `values` in ms, to 0.1; None when empty."""
+    if len(values) < 2:
+        only = round(values[0], 1) if values else None
+        return {"p50": only, "p99": only}
+    cuts = statistics.quantiles(values, n=100)
+    return {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1)}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from bench.common import p50_p99
 from bench.harness import Servers, cluster_security
 from hookstream.api import create_app
 from hookstream.config import Settings
@@ -70,10 +70,8 @@ async def _timed(session: aiohttp.ClientSession, url: str) -> tuple[float, dict[
     return (time.perf_counter() - started) * 1000, body
 
 
-async def _page_ms(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    times = [(await _timed(session, url))[0] for _ in range(SAMPLES)]
-    quantiles = statistics.quantiles(times, n=100)
-    return {"p50": round(quantiles[49], 1), "p99": round(quantiles[98], 1)}
+async def _page_ms(session: aiohttp.ClientSession, url: str) -> dict[str, float | None]:
+    return p50_p99([(await _timed(session, url))[0] for _ in range(SAMPLES)])
 
 
 async def _indexer_rate(settings: Settings, redis: Redis) -> float:

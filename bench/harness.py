@@ -155,6 +155,7 @@ async def rig(
     log_level: str = "WARNING",
     ordering: str = "none",
     relay: bool = False,
+    relay_stages: Path | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Rig]:
     """Start a sink process and `workers` worker processes on a fresh topic prefix.
@@ -162,7 +163,8 @@ async def rig(
     Endpoint i listens on sink path /e{i} and subscribes to event type `bench.e{i}`;
     the last `fail_paths` answer 500, the `slow_paths` before them answer after `slow_s`;
     `fail_ratio` of all deliveries answer 500 at random. `relay`: the processes
-    are bare relays (bench/relay.py) instead of workers. `overrides` are Settings
+    are bare relays (bench/relay.py) instead of workers, which write their stage
+    times to `relay_stages` when they stop, if given. `overrides` are Settings
     fields, and may replace the broker-dependent fetch wait and session timeout.
     """
     settings = Settings(
@@ -214,6 +216,8 @@ async def rig(
         )
         env = {**os.environ, **settings.to_env()}
         command = ["bench.relay", "--sink", running.sink_url] if relay else ["hookstream", "worker"]
+        if relay and relay_stages is not None:
+            command += ["--stages", str(relay_stages)]
         for _ in range(workers):
             running.workers.append(
                 subprocess.Popen(

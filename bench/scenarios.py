@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from statistics import median
@@ -16,8 +17,10 @@ from typing import Any
 
 from bench import backlog as backlog_bench
 from bench import isolation as isolation_bench
+from bench.common import p50_p99
 from bench.harness import Progress, Rig, Servers, publish, publish_at, rig
 from bench.profiler import flame_graph
+from bench.stages import engine_stages
 from hookstream.config import Settings
 from hookstream.kafka import log_ends
 from hookstream.topics import TopicNames
@@ -185,6 +188,8 @@ async def latency(
         "single_p99_ms": single["latency_p99_ms"],
         "lost": result["lost"] + single["lost"],
         "duplicates": result["duplicates"] + single["duplicates"],
+        "single_stages_ms": single["stages_ms"],
+        **{f"{name}_p50_ms": cuts["p50"] for name, cuts in result["stages_ms"].items()},
     }
     if floor:
         relay = await _latency_at(where, workers=workers, rate=rate, seconds=seconds, relay=True)
@@ -197,6 +202,9 @@ async def latency(
             "relay_single_p50_ms": relay_single["latency_p50_ms"],
             "p50_vs_relay": _ratio(result["latency_p50_ms"], relay["latency_p50_ms"]),
             "single_vs_relay": _ratio(single["latency_p50_ms"], relay_single["latency_p50_ms"]),
+            "relay_stages_ms": relay["stages_ms"],
+            "relay_single_stages_ms": relay_single["stages_ms"],
+            **{f"relay_{name}_p50_ms": cuts["p50"] for name, cuts in relay["stages_ms"].items()},
         }
     return result
 
@@ -212,27 +220,52 @@ def _ratio(engine: float | None, relay: float | None) -> float | None:
 async def _latency_at(
     where: Servers, *, workers: int, rate: float, seconds: float, relay: bool = False
 ) -> dict[str, Any]:
-    """One latency run at `rate`, of the engine or (`relay`) of the bare relay."""
-    async with rig(where, workers=workers, endpoints=ENDPOINTS, relay=relay) as running:
-        started = time.time()
-        sent = await publish_at(running.settings, rate, seconds, kinds=ENDPOINTS, pad=PAD)
-        await _drain(running, sent, "relay" if relay else "latency", timeout=300)
-        # Leave the first 10% out: the first fetches after an idle spell.
-        stats = await running.sink_stats(since=started + seconds * 0.1)
-        return {
-            "scenario": "latency",
-            "workers": workers,
-            "rate_per_s": round(rate, 1),
-            "seconds": seconds,
-            "events": sent,
-            "latency_p50_ms": stats["latency_ms"]["p50"],
-            "latency_p95_ms": stats["latency_ms"]["p95"],
-            "latency_p99_ms": stats["latency_ms"]["p99"],
-            "duplicates": stats["duplicates"],
-            "lost": sent - stats["distinct"],
-            "span_s": round(stats["last_at"] - stats["first_at"], 2),
-            "series": _series(stats),
-        }
+    """One latency run at `rate`, of the engine or (`relay`) of the bare relay, with
+    the relay's stage times (bench/relay.py `Stages`)."""
+    with tempfile.TemporaryDirectory(prefix="relay-stages-") as stages_dir:
+        async with rig(
+            where,
+            workers=workers,
+            endpoints=ENDPOINTS,
+            relay=relay,
+            relay_stages=Path(stages_dir) if relay else None,
+        ) as running:
+            started = time.time()
+            sent = await publish_at(running.settings, rate, seconds, kinds=ENDPOINTS, pad=PAD)
+            await _drain(running, sent, "relay" if relay else "latency", timeout=300)
+            # Leave the first 10% out: the first fetches after an idle spell.
+            since = started + seconds * 0.1
+            stats = await running.sink_stats(since=since)
+        # The relays have stopped, and written their stage times; the engine's
+        # are read back from its topics.
+        if relay:
+            stages = _stage_quantiles(Path(stages_dir), since)
+        else:
+            stages = await engine_stages(running.settings, since)
+    return {
+        "scenario": "latency",
+        "workers": workers,
+        "rate_per_s": round(rate, 1),
+        "seconds": seconds,
+        "events": sent,
+        "latency_p50_ms": stats["latency_ms"]["p50"],
+        "latency_p95_ms": stats["latency_ms"]["p95"],
+        "latency_p99_ms": stats["latency_ms"]["p99"],
+        "duplicates": stats["duplicates"],
+        "lost": sent - stats["distinct"],
+        "span_s": round(stats["last_at"] - stats["first_at"], 2),
+        "series": _series(stats),
+        "stages_ms": stages,
+    }
+
+
+def _stage_quantiles(directory: Path, since: float) -> dict[str, dict[str, float | None]]:
+    """p50 and p99 of each relay stage over every relay process, from `since` on."""
+    samples: dict[str, list[float]] = {}
+    for path in sorted(directory.glob("relay-*.json")):
+        for name, timed in json.loads(path.read_text()).items():
+            samples.setdefault(name, []).extend(ms for at, ms in timed if at >= since)
+    return {name: p50_p99(values) for name, values in samples.items()}
 
 
 async def seed(where: Servers, *, workers: int, seconds: float = 60.0) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The bench's bare relay (bench/relay.py), the latency floor the engine is compared
-with: it must carry every event once, to its type's path, in the engine's body shape."""
+with: it must carry every event once, to its type's path, in the engine's body shape,
+and time each record's stages."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -19,8 +21,8 @@ from hookstream.producers import EventPublisher
 from tests.conftest import eventually
 
 
-async def test_the_relay_carries_every_event_once_to_its_path_with_its_timestamp(
-    settings: Settings,
+async def test_the_relay_carries_every_event_once_to_its_path_and_times_its_stages(
+    settings: Settings, tmp_path: Path
 ) -> None:
     app = sinkproc.create_app(set(), set(), 0.0)
     seen: list[tuple[str, dict[str, object]]] = []
@@ -37,7 +39,7 @@ async def test_the_relay_carries_every_event_once_to_its_path_with_its_timestamp
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    running = asyncio.create_task(relay.run(settings, f"http://127.0.0.1:{port}"))
+    running = asyncio.create_task(relay.run(settings, f"http://127.0.0.1:{port}", tmp_path))
     try:
         sent = events(30, kinds=3, pad=10)
         async with EventPublisher(settings) as publisher:
@@ -57,3 +59,18 @@ async def test_the_relay_carries_every_event_once_to_its_path_with_its_timestamp
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await runner.cleanup()
+    # Cancelled, it wrote its stage times: one per record for each hop and POST,
+    # one per batch for the acknowledgements, none negative.
+    stages = _written_stages(tmp_path)
+    assert set(stages) == {"event_hop", "acks", "delivery_hop", "post"}
+    for name in ("event_hop", "delivery_hop", "post"):
+        assert len(stages[name]) == 30, name
+    assert 1 <= len(stages["acks"]) <= 30
+    for name, timed in stages.items():
+        assert all(ms >= 0 and at > 0 for at, ms in timed), name
+
+
+def _written_stages(directory: Path) -> dict[str, list[list[float]]]:
+    (written,) = directory.glob("relay-*.json")  # one relay, one file
+    stages: dict[str, list[list[float]]] = orjson.loads(written.read_bytes())
+    return stages
