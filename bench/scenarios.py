@@ -221,7 +221,8 @@ async def _latency_at(
     where: Servers, *, workers: int, rate: float, seconds: float, relay: bool = False
 ) -> dict[str, Any]:
     """One latency run at `rate`, of the engine or (`relay`) of the bare relay, with
-    the relay's stage times (bench/relay.py `Stages`)."""
+    its stage times: the relay's own (bench/relay.py `Stages`), the engine's read
+    back from its topics (bench/stages.py)."""
     with tempfile.TemporaryDirectory(prefix="relay-stages-") as stages_dir:
         async with rig(
             where,
